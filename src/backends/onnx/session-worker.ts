@@ -1,0 +1,115 @@
+/**
+ * A worker thread that owns one onnxruntime session (one model instance). onnxruntime-node's
+ * `session.run()` computes on the calling thread, so running it here keeps the server's event
+ * loop free. The main thread sends at most one `run` at a time.
+ */
+import { parentPort } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import type { NumericArray } from '../../core/datatype.js';
+import type { TensorSpec } from '../../core/tensor.js';
+import { fromOrtType, ORT_TYPE } from './datatypes.js';
+import { transferList, type FromWorker, type SessionSettings, type ToWorker, type WireTensor } from './messages.js';
+
+const port = parentPort;
+if (port === null) throw new Error('session-worker must run in a worker thread');
+
+let session: ort.InferenceSession | undefined;
+
+function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(message, transfer);
+}
+
+function describe(metadata: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
+  return metadata.map((value) => {
+    if (!value.isTensor) throw new Error(`'${value.name}' is not a tensor; only tensor inputs and outputs are supported`);
+    const datatype = fromOrtType(value.type);
+    if (datatype === undefined) throw new Error(`'${value.name}' has type ${value.type}, which the V2 protocol cannot carry`);
+    const shape = value.shape.map((dim) => (typeof dim === 'number' && dim >= 0 ? dim : -1));
+    return { name: value.name, datatype, shape };
+  });
+}
+
+function sessionOptions(settings: SessionSettings): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: settings.intraOpNumThreads,
+    interOpNumThreads: settings.interOpNumThreads,
+    graphOptimizationLevel: settings.graphOptimizationLevel,
+    executionMode: settings.executionMode,
+    enableCpuMemArena: settings.enableCpuMemArena,
+    executionProviders: ['cpu'],
+    extra: {
+      session: {
+        intra_op: { allow_spinning: settings.allowSpinning ? '1' : '0' },
+        inter_op: { allow_spinning: settings.allowSpinning ? '1' : '0' },
+      },
+    },
+  };
+}
+
+async function load(modelPath: string, settings: SessionSettings): Promise<void> {
+  try {
+    session = await ort.InferenceSession.create(modelPath, sessionOptions(settings));
+    send({ kind: 'loaded', inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) });
+  } catch (error) {
+    send({ kind: 'load-failed', message: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+function toOrt(tensor: WireTensor): ort.Tensor {
+  if (tensor.datatype === 'BYTES') {
+    return new ort.Tensor('string', tensor.data as string[], tensor.shape);
+  }
+  const type = ORT_TYPE[tensor.datatype] as ort.Tensor.Type;
+  return new ort.Tensor(type as 'float32', tensor.data as Float32Array, tensor.shape);
+}
+
+function fromOrt(name: string, tensor: ort.Tensor): WireTensor {
+  const datatype = fromOrtType(tensor.type);
+  if (datatype === undefined) throw new Error(`output '${name}' has type ${tensor.type}, which the V2 protocol cannot carry`);
+  const shape = tensor.dims.slice();
+  if (datatype === 'BYTES') {
+    return { name, datatype, shape, data: tensor.data as string[] };
+  }
+  return { name, datatype, shape, data: tensor.data as NumericArray };
+}
+
+async function run(id: number, inputs: readonly WireTensor[], outputNames: readonly string[]): Promise<void> {
+  try {
+    if (session === undefined) throw new Error('no session is loaded');
+    const t0 = process.hrtime.bigint();
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const input of inputs) feeds[input.name] = toOrt(input);
+    const t1 = process.hrtime.bigint();
+    const results = await session.run(feeds, outputNames as string[]);
+    const t2 = process.hrtime.bigint();
+    const outputs = outputNames.map((name) => {
+      const value = results[name];
+      if (value === undefined) throw new Error(`the model produced no output '${name}'`);
+      return fromOrt(name, value);
+    });
+    const t3 = process.hrtime.bigint();
+    send(
+      { kind: 'result', id, outputs, inputNs: Number(t1 - t0), inferNs: Number(t2 - t1), outputNs: Number(t3 - t2) },
+      transferList(outputs),
+    );
+  } catch (error) {
+    send({ kind: 'failed', id, message: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+port.on('message', (message: ToWorker) => {
+  switch (message.kind) {
+    case 'load':
+      void load(message.modelPath, message.settings);
+      return;
+    case 'run':
+      void run(message.id, message.inputs, message.outputNames);
+      return;
+    case 'close': {
+      const closing = session;
+      session = undefined;
+      void (closing?.release() ?? Promise.resolve()).finally(() => send({ kind: 'closed' }));
+      return;
+    }
+  }
+});

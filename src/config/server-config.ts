@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { describeIssues } from './model-config.js';
+
+/**
+ * The server's configuration: one schema, one defaults table. The CLI merges flags, TESSERA_*
+ * environment variables and a config file into this shape; it is validated once at start-up
+ * and then frozen.
+ */
+
+export const SERVER_DEFAULTS = {
+  modelRepository: './models',
+  host: '0.0.0.0',
+  httpPort: 8000,
+  logLevel: 'info',
+  strictReadiness: true,
+  /** 64 MiB: a batch of 224x224 images as JSON is ~1.1 MB an image. */
+  bodyLimitBytes: 64 * 1024 * 1024,
+  /** Per-version queue bound when a model's config sets none. */
+  maxQueueSize: 1024,
+  /** Retry-After sent with QUEUE_FULL. */
+  retryAfterSeconds: 1,
+  /** Grace period for in-flight and queued requests on shutdown. */
+  shutdownGraceMs: 30_000,
+} as const;
+
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export const serverConfigSchema = z.strictObject({
+  modelRepository: z.string().min(1).default(SERVER_DEFAULTS.modelRepository),
+  host: z.string().min(1).default(SERVER_DEFAULTS.host),
+  httpPort: z.number().int().min(0).max(65535).default(SERVER_DEFAULTS.httpPort),
+  logLevel: logLevel.default(SERVER_DEFAULTS.logLevel),
+  strictReadiness: z.boolean().default(SERVER_DEFAULTS.strictReadiness),
+  bodyLimitBytes: z.number().int().min(1024).default(SERVER_DEFAULTS.bodyLimitBytes),
+  maxQueueSize: z.number().int().min(1).default(SERVER_DEFAULTS.maxQueueSize),
+  /** Status for QUEUE_FULL over HTTP: 503 (Triton's) or 429. */
+  queueFullStatus: z.union([z.literal(503), z.literal(429)]).default(503),
+  retryAfterSeconds: z.number().int().min(0).default(SERVER_DEFAULTS.retryAfterSeconds),
+  shutdownGraceMs: z.number().int().min(0).default(SERVER_DEFAULTS.shutdownGraceMs),
+  /**
+   * Test hook (Triton's TRITONSERVER_DELAY_SCHEDULER): batchers hold work until this many
+   * requests are queued, so tests can assert exact batch compositions. 0 = off.
+   */
+  delaySchedulerUntil: z.number().int().min(0).default(0),
+});
+
+export type ServerConfigInput = z.input<typeof serverConfigSchema>;
+export type ServerConfig = Readonly<z.output<typeof serverConfigSchema>>;
+
+/** Validate and freeze a server configuration; throws an Error listing every problem. */
+export function parseServerConfig(input: unknown): ServerConfig {
+  const result = serverConfigSchema.safeParse(input);
+  if (!result.success) throw new Error(`invalid server configuration: ${describeIssues(result.error)}`);
+  return Object.freeze(result.data);
+}

@@ -1,0 +1,38 @@
+import type { Parameters, Tensor } from './tensor.js';
+
+/** An output the caller asks for, with its per-output parameters (e.g. binary_data, classification). */
+export interface RequestedOutput {
+  readonly name: string;
+  readonly parameters?: Parameters;
+}
+
+/**
+ * The one request every protocol decodes into. Protocols fill it; the engine validates it
+ * against the model and routes it.
+ */
+export interface InferenceRequest {
+  /** Caller-chosen id, echoed in the response (V2 `id`). */
+  readonly id?: string;
+  readonly model: string;
+  /** A version number as a string; absent means the model's default version. */
+  readonly version?: string;
+  readonly inputs: readonly Tensor[];
+  /** Outputs to return; absent means all of the model's outputs. */
+  readonly outputs?: readonly RequestedOutput[];
+  readonly parameters?: Parameters;
+  /** Priority level, 1 = highest (Triton's convention); absent = the model's default level. */
+  readonly priority?: number;
+  /** Relative timeout in milliseconds; a request still queued after it is answered DEADLINE_EXCEEDED. */
+  readonly timeoutMs?: number;
+  /** Aborted when the caller goes away; a queued request is then dropped and never run. */
+  readonly signal?: AbortSignal;
+}
+
+/** The engine's answer, before any protocol encodes it. */
+export interface InferenceResponse {
+  readonly id?: string;
+  readonly model: string;
+  readonly version: string;
+  readonly outputs: readonly Tensor[];
+  readonly parameters?: Parameters;
+}

@@ -1,0 +1,155 @@
+import { join } from 'node:path';
+import { DEFAULT_DYNAMIC_BATCHING, type DynamicBatchingConfig, type ModelConfigFile } from '../config/model-config.js';
+import { TesseraError, toTesseraError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { VersionState } from '../core/metadata.js';
+import type { Backend, BackendModel } from '../backends/backend.js';
+import { resolveSignature, type ModelSignature } from '../repository/signature.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { VersionStatistics } from '../scheduler/stats.js';
+import { warmUp, warmupBatchSizes } from './warmup.js';
+
+/** Server-wide settings every version's scheduler starts from. */
+export interface SchedulingDefaults {
+  readonly defaultMaxBatchSize: number;
+  readonly maxQueueSize: number;
+  readonly retryAfterSeconds: number;
+  readonly holdUntilQueued: number;
+}
+
+/**
+ * One version of one model, through its lifecycle: LOADING -> READY (or UNAVAILABLE with a
+ * reason) -> UNLOADING -> gone. Owns its backend model and scheduler.
+ */
+export class ModelVersion {
+  state: VersionState = 'LOADING';
+  reason = '';
+  signature: ModelSignature | undefined;
+  readonly stats = new VersionStatistics();
+  private backendModel: BackendModel | undefined;
+  private scheduler: Scheduler | undefined;
+  private unloading: Promise<void> | undefined;
+
+  constructor(
+    readonly model: string,
+    readonly version: string,
+    readonly dir: string,
+    readonly config: ModelConfigFile,
+    readonly backend: Backend,
+  ) {}
+
+  get label(): string {
+    return `model '${this.model}' version ${this.version}`;
+  }
+
+  get instanceCount(): number {
+    return (this.config.instance_group ?? [{ count: 1 }]).reduce((sum, group) => sum + group.count, 0);
+  }
+
+  /** Load, check the signature against the config, warm up, then start serving. Never throws. */
+  async load(defaults: SchedulingDefaults, logger: Logger): Promise<void> {
+    const started = performance.now();
+    const modelPath = join(this.dir, this.version, this.config.default_model_filename ?? this.backend.defaultModelFilename);
+    try {
+      this.backendModel = await this.backend.load({
+        name: this.model,
+        version: this.version,
+        modelPath,
+        instanceCount: this.instanceCount,
+        parameters: this.config.parameters,
+      });
+      const signature = resolveSignature(this.backendModel, this.config, defaults.defaultMaxBatchSize);
+      const warmup = this.config.warmup;
+      if (warmup?.enabled !== false) {
+        const batchSizes = warmupBatchSizes(signature, warmup?.batch_sizes);
+        await warmUp(this.backendModel, signature, { batchSizes, iterations: warmup?.iterations ?? 1 }).catch((error: unknown) => {
+          throw new TesseraError('MODEL_LOAD_FAILED', `warm-up failed: ${toTesseraError(error).message}`, { cause: error });
+        });
+      }
+      this.signature = signature;
+      this.scheduler = this.createScheduler(signature, defaults);
+      if (this.unloading !== undefined) return;
+      this.state = 'READY';
+      this.reason = '';
+      logger.info({ model: this.model, version: this.version, ms: Math.round(performance.now() - started) }, 'model version ready');
+    } catch (error) {
+      const failure = toTesseraError(error, 'MODEL_LOAD_FAILED');
+      this.state = 'UNAVAILABLE';
+      this.reason = failure.message;
+      await this.backendModel?.close();
+      this.backendModel = undefined;
+      logger.error({ model: this.model, version: this.version, reason: failure.message }, 'model version failed to load');
+    }
+  }
+
+  /** The scheduler of a READY version; otherwise MODEL_UNAVAILABLE with the state and reason. */
+  readyScheduler(): Scheduler {
+    if (this.state !== 'READY' || this.scheduler === undefined) {
+      const why = this.reason === '' ? '' : `: ${this.reason}`;
+      throw new TesseraError('MODEL_UNAVAILABLE', `${this.label} is ${this.state}${why}`);
+    }
+    return this.scheduler;
+  }
+
+  /** The dynamic batching in effect: the config's, the default, or undefined when off. */
+  get dynamicBatching(): DynamicBatchingConfig | undefined {
+    const configured = this.config.dynamic_batching;
+    if (configured === false || (this.signature !== undefined && this.signature.maxBatchSize === 0)) return undefined;
+    return configured ?? DEFAULT_DYNAMIC_BATCHING;
+  }
+
+  get queueDepth(): number {
+    return this.scheduler?.queueDepth ?? 0;
+  }
+
+  /**
+   * Stop serving: queued and running requests finish (up to `graceMs`, then the rest are
+   * refused), then the backend model is released. Idempotent.
+   */
+  unload(graceMs: number): Promise<void> {
+    this.unloading ??= (async () => {
+      if (this.state === 'READY') this.state = 'UNLOADING';
+      const scheduler = this.scheduler;
+      if (scheduler !== undefined) {
+        let timer: NodeJS.Timeout | undefined;
+        const drained = scheduler.close().then(() => true);
+        const late = new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), graceMs);
+        });
+        const inTime = await Promise.race([drained, late]);
+        clearTimeout(timer);
+        if (!inTime) await scheduler.destroy();
+      }
+      await this.backendModel?.close();
+      this.backendModel = undefined;
+      this.state = 'UNAVAILABLE';
+      this.reason = 'unloaded';
+    })();
+    return this.unloading;
+  }
+
+  private createScheduler(signature: ModelSignature, defaults: SchedulingDefaults): Scheduler {
+    const batching = this.dynamicBatching;
+    const queuePolicy = batching?.default_queue_policy ?? this.config.queue_policy;
+    const levels = Math.max(1, batching?.priority_levels ?? 0);
+    return new Scheduler({
+      label: this.label,
+      instances: this.backendModel!.instances,
+      inputNames: signature.inputs.map((spec) => spec.name),
+      policy: {
+        // With dynamic batching off, a batching model runs each request alone, as Triton does.
+        maxBatchSize: batching === undefined ? 0 : signature.maxBatchSize,
+        preferredBatchSizes: batching?.preferred_batch_size ?? [],
+        maxQueueDelayMs: (batching?.max_queue_delay_microseconds ?? 0) / 1000,
+      },
+      maxQueueSize: queuePolicy?.max_queue_size || defaults.maxQueueSize,
+      priorityLevels: levels,
+      defaultPriority: batching?.default_priority_level || levels,
+      defaultTimeoutMs: (queuePolicy?.default_timeout_microseconds ?? 0) / 1000,
+      allowTimeoutOverride: queuePolicy?.allow_timeout_override ?? true,
+      retryAfterSeconds: defaults.retryAfterSeconds,
+      holdUntilQueued: defaults.holdUntilQueued,
+      stats: this.stats,
+    });
+  }
+}

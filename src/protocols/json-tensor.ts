@@ -1,0 +1,156 @@
+import { allocate, type DataType, type NumericArray, type TensorData } from '../core/datatype.js';
+import { TesseraError } from '../core/errors.js';
+import { fromHalfBits, toHalfBits } from '../core/float16.js';
+
+/**
+ * Tensor data as JSON, for every JSON protocol: values go straight from the parsed JSON into
+ * the datatype's typed array, once, with no intermediate per-element objects. Nested arrays
+ * (row-major) and flat arrays are both accepted.
+ */
+
+/** Deepest nesting accepted for tensor data: deeper input is refused, not recursed into. */
+export const MAX_JSON_TENSOR_RANK = 32;
+
+const INTEGER_RANGE: Partial<Record<DataType, readonly [number, number]>> = {
+  UINT8: [0, 0xff],
+  UINT16: [0, 0xffff],
+  UINT32: [0, 0xffffffff],
+  INT8: [-0x80, 0x7f],
+  INT16: [-0x8000, 0x7fff],
+  INT32: [-0x80000000, 0x7fffffff],
+};
+
+/** Convert JSON `data` of an input named in `where` to the typed array of `datatype`. */
+export function tensorDataFromJson(datatype: DataType, data: unknown, where: string): TensorData {
+  if (!Array.isArray(data)) throw invalid(`${where}: 'data' must be an array, got ${describe(data)}`);
+  const flat = isFlat(data) ? data : flatten(data, where);
+  if (datatype === 'BYTES') {
+    return flat.map((value, i) => {
+      if (typeof value !== 'string') throw invalid(`${where}: element ${i} is ${describe(value)}; BYTES elements are strings`);
+      return Buffer.from(value, 'utf8');
+    });
+  }
+  const out = allocate(datatype, flat.length);
+  switch (datatype) {
+    case 'BOOL':
+      for (let i = 0; i < flat.length; i++) {
+        const value = flat[i];
+        if (typeof value !== 'boolean') throw invalid(`${where}: element ${i} is ${describe(value)}; BOOL elements are true or false`);
+        (out as Uint8Array)[i] = value ? 1 : 0;
+      }
+      return out;
+    case 'FP32':
+    case 'FP64':
+      for (let i = 0; i < flat.length; i++) {
+        const value = flat[i];
+        if (typeof value !== 'number') throw invalid(`${where}: element ${i} is ${describe(value)}; expected a number for ${datatype}`);
+        (out as Float32Array)[i] = value;
+      }
+      return out;
+    case 'FP16':
+      for (let i = 0; i < flat.length; i++) {
+        const value = flat[i];
+        if (typeof value !== 'number') throw invalid(`${where}: element ${i} is ${describe(value)}; expected a number for FP16`);
+        (out as Uint16Array)[i] = toHalfBits(value);
+      }
+      return out;
+    case 'INT64':
+    case 'UINT64': {
+      const min = datatype === 'UINT64' ? 0 : -Number.MAX_SAFE_INTEGER;
+      const big = out as BigInt64Array;
+      for (let i = 0; i < flat.length; i++) {
+        const value = flat[i];
+        if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+          throw invalid(`${where}: element ${i} is ${describe(value)}; expected ${datatype === 'UINT64' ? 'a non-negative' : 'an'} integer within ±2^53 for ${datatype}`);
+        }
+        big[i] = BigInt(value);
+      }
+      return out;
+    }
+    default: {
+      const [min, max] = INTEGER_RANGE[datatype]!;
+      for (let i = 0; i < flat.length; i++) {
+        const value = flat[i];
+        if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+          throw invalid(`${where}: element ${i} is ${describe(value)}; expected an integer from ${min} to ${max} for ${datatype}`);
+        }
+        (out as Int32Array)[i] = value;
+      }
+      return out;
+    }
+  }
+}
+
+/**
+ * JSON text of a tensor's data as a flat array. Typed arrays are joined directly; non-finite
+ * floats (which JSON cannot carry) become null.
+ */
+export function tensorDataToJsonText(datatype: DataType, data: TensorData): string {
+  if (datatype === 'BYTES') return JSON.stringify((data as Buffer[]).map((b) => b.toString('utf8')));
+  if (datatype === 'BOOL') return `[${Array.from(data as Uint8Array, (v) => (v !== 0 ? 'true' : 'false')).join(',')}]`;
+  if (datatype === 'FP16') return `[${Array.from(data as Uint16Array, (v) => finiteOrNull(fromHalfBits(v))).join(',')}]`;
+  const numeric = data as NumericArray;
+  if ((datatype === 'FP32' || datatype === 'FP64') && !allFinite(numeric as Float32Array)) {
+    return `[${Array.from(numeric as Float32Array, finiteOrNull).join(',')}]`;
+  }
+  return `[${(numeric as Float32Array).join(',')}]`;
+}
+
+/** Tensor data as plain JSON values (for protocols that nest or reshape them). */
+export function tensorDataToJsonValues(datatype: DataType, data: TensorData): (number | boolean | string | null)[] {
+  if (datatype === 'BYTES') return (data as Buffer[]).map((b) => b.toString('utf8'));
+  if (datatype === 'BOOL') return Array.from(data as Uint8Array, (v) => v !== 0);
+  if (datatype === 'FP16') return Array.from(data as Uint16Array, (v) => finiteOrNullValue(fromHalfBits(v)));
+  if (datatype === 'INT64' || datatype === 'UINT64') return Array.from(data as BigInt64Array, (v) => Number(v));
+  return Array.from(data as Float32Array, finiteOrNullValue);
+}
+
+function allFinite(data: Float32Array): boolean {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return false;
+  return true;
+}
+
+function finiteOrNull(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
+}
+
+function finiteOrNullValue(value: number): number | null {
+  return Number.isFinite(value) ? value : null;
+}
+
+function isFlat(data: unknown[]): boolean {
+  return data.length === 0 || !Array.isArray(data[0]);
+}
+
+/** Row-major leaves of nested arrays, refusing ragged or over-deep nesting. */
+function flatten(data: unknown[], where: string): unknown[] {
+  const out: unknown[] = [];
+  let leafDepth = -1;
+  const walk = (node: unknown[], depth: number): void => {
+    if (depth > MAX_JSON_TENSOR_RANK) throw invalid(`${where}: 'data' is nested deeper than ${MAX_JSON_TENSOR_RANK} levels`);
+    for (const item of node) {
+      if (Array.isArray(item)) {
+        walk(item, depth + 1);
+      } else {
+        if (leafDepth === -1) leafDepth = depth;
+        else if (leafDepth !== depth) throw invalid(`${where}: 'data' is ragged: values appear at nesting depths ${leafDepth} and ${depth}`);
+        out.push(item);
+      }
+    }
+  };
+  walk(data, 1);
+  return out;
+}
+
+function invalid(message: string): TesseraError {
+  return new TesseraError('INVALID_INPUT_DATA', message);
+}
+
+/** Short description of a JSON value for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}...` : value);
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}

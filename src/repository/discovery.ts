@@ -1,0 +1,66 @@
+import { readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { ModelConfigFile } from '../config/model-config.js';
+import { TesseraError } from '../core/errors.js';
+import { readModelConfig } from './config-file.js';
+import { readLabels } from './labels.js';
+
+/** What the repository holds for one model directory, before anything is loaded. */
+export interface DiscoveredModel {
+  readonly name: string;
+  readonly dir: string;
+  /** The validated config, or undefined when it is invalid (see `problem`). */
+  readonly config: ModelConfigFile | undefined;
+  /** Why the model cannot be served at all (invalid config), if so. */
+  readonly problem: string | undefined;
+  /** Numeric version directories found, ascending. */
+  readonly versions: readonly number[];
+  readonly labels: readonly string[] | undefined;
+}
+
+const VERSION_DIR = /^(0|[1-9][0-9]{0,15})$/;
+const MODEL_NAME = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * Scan a Triton-layout repository: `<root>/<model>/[config.yaml] [labels.txt] <version>/<file>`.
+ * Directories starting with '.' are skipped. A model's problems are recorded on it; only an
+ * unreadable root throws.
+ */
+export async function discoverRepository(root: string): Promise<DiscoveredModel[]> {
+  const absolute = resolve(root);
+  let entries;
+  try {
+    entries = await readdir(absolute, { withFileTypes: true });
+  } catch (error) {
+    throw new TesseraError('REPOSITORY_UNAVAILABLE', `cannot read model repository ${absolute}: ${(error as Error).message}`, { cause: error });
+  }
+  const models = entries
+    .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.') && MODEL_NAME.test(entry.name))
+    .map((entry) => discoverModel(entry.name, join(absolute, entry.name)));
+  return (await Promise.all(models)).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Scan one model directory. */
+export async function discoverModel(name: string, dir: string): Promise<DiscoveredModel> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const files = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
+  const versions = entries
+    .filter((e) => e.isDirectory() && VERSION_DIR.test(e.name))
+    .map((e) => Number(e.name))
+    .sort((a, b) => a - b);
+  const configResult = await readModelConfig(dir, files);
+  const config = configResult.ok ? configResult.config : undefined;
+  let problem = configResult.ok ? undefined : configResult.reason;
+  if (config?.name !== undefined && config.name !== name) {
+    problem = `config name '${config.name}' differs from the directory name '${name}'`;
+  }
+  const labelFile = config?.label_filename ?? 'labels.txt';
+  let labels: string[] | undefined;
+  if (files.has(labelFile)) {
+    labels = await readLabels(join(dir, labelFile));
+  } else if (config?.label_filename !== undefined) {
+    problem ??= `label file ${config.label_filename} not found`;
+  }
+  if (problem === undefined && versions.length === 0) problem = 'no version directories (expected e.g. 1/model.onnx)';
+  return { name, dir, config: problem === undefined ? config : undefined, problem, versions, labels };
+}

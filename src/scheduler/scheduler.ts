@@ -1,0 +1,303 @@
+import { performance } from 'node:perf_hooks';
+import { TesseraError } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
+import type { BackendInstance } from '../backends/backend.js';
+import { concatInputs, splitOutputs } from './batch-assembly.js';
+import { decideBatch, type BatchCandidate, type BatchingPolicy } from './batching-policy.js';
+import { RingQueue } from './ring-queue.js';
+import type { VersionStatistics } from './stats.js';
+
+export interface SchedulerOptions {
+  /** "model:version", for messages. */
+  readonly label: string;
+  readonly instances: readonly BackendInstance[];
+  /** The model's input names, in the order batches pass them to the backend. */
+  readonly inputNames: readonly string[];
+  readonly policy: BatchingPolicy;
+  /** Requests waiting beyond this many are refused at once with QUEUE_FULL. */
+  readonly maxQueueSize: number;
+  /** Number of priority levels (>= 1); level 1 is served first. */
+  readonly priorityLevels: number;
+  /** Level for requests that give no (or an out-of-range) priority. */
+  readonly defaultPriority: number;
+  /** Timeout for requests that set none; 0 = none. */
+  readonly defaultTimeoutMs: number;
+  readonly allowTimeoutOverride: boolean;
+  /** Retry-After hint on QUEUE_FULL. */
+  readonly retryAfterSeconds: number;
+  /** Test hook: hold batches until this many requests are queued (once). 0 = off. */
+  readonly holdUntilQueued: number;
+  readonly stats: VersionStatistics;
+  /** Milliseconds; injectable for tests. */
+  readonly clock?: () => number;
+}
+
+/** One request as the scheduler takes it: validated, with its batch rows and shape key. */
+export interface ScheduledRequest {
+  readonly inputs: readonly Tensor[];
+  /** Rows along dim 0 (1 for models that do not batch). */
+  readonly batchSize: number;
+  /** Non-batch dims of every input; only equal keys batch together. */
+  readonly shapeKey: string;
+  readonly outputNames: readonly string[];
+  readonly priority?: number;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+type PendingState = 'queued' | 'running' | 'done';
+
+class Pending implements BatchCandidate {
+  state: PendingState = 'queued';
+  timer: NodeJS.Timeout | undefined;
+  onAbort: (() => void) | undefined;
+  dispatchedNs = 0n;
+
+  constructor(
+    readonly request: ScheduledRequest,
+    readonly enqueuedAt: number,
+    readonly enqueuedNs: bigint,
+    readonly resolve: (outputs: Tensor[]) => void,
+    readonly reject: (error: TesseraError) => void,
+  ) {}
+
+  get batchSize(): number {
+    return this.request.batchSize;
+  }
+
+  get shapeKey(): string {
+    return this.request.shapeKey;
+  }
+}
+
+/**
+ * The scheduler of one model version: bounded priority queues, a dynamic batcher driven by
+ * the pure `decideBatch`, and a pool of instances that each run one batch at a time.
+ * `close()` drains (queued and running requests finish); `destroy()` refuses what is queued.
+ * Both are idempotent.
+ */
+export class Scheduler {
+  private readonly levels: RingQueue<Pending>[];
+  private readonly free: BackendInstance[];
+  private readonly clock: () => number;
+  private queued = 0;
+  private running = 0;
+  private holding: boolean;
+  private pumping = false;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(private readonly options: SchedulerOptions) {
+    this.levels = Array.from({ length: Math.max(1, options.priorityLevels) }, () => new RingQueue<Pending>());
+    this.free = [...options.instances].reverse();
+    this.clock = options.clock ?? (() => performance.now());
+    this.holding = options.holdUntilQueued > 0;
+  }
+
+  /** Requests waiting in the queues. */
+  get queueDepth(): number {
+    return this.queued;
+  }
+
+  /** Requests whose batch is executing. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** Queue a request; resolves with its requested outputs in order. */
+  schedule(request: ScheduledRequest): Promise<Tensor[]> {
+    if (this.closed) {
+      return Promise.reject(new TesseraError('MODEL_UNAVAILABLE', `${this.options.label} is unloading and takes no new requests`));
+    }
+    if (request.signal?.aborted === true) {
+      return Promise.reject(new TesseraError('REQUEST_CANCELLED', 'the request was cancelled before it was queued'));
+    }
+    if (this.queued >= this.options.maxQueueSize) {
+      return Promise.reject(
+        new TesseraError('QUEUE_FULL', `the queue of ${this.options.label} is full (${this.options.maxQueueSize} requests waiting); retry later`, {
+          retryAfterSeconds: this.options.retryAfterSeconds,
+        }),
+      );
+    }
+    return new Promise<Tensor[]>((resolve, reject) => {
+      const item = new Pending(request, this.clock(), process.hrtime.bigint(), resolve, reject);
+      this.levels[this.levelOf(request.priority)]!.push(item);
+      this.queued++;
+      const timeoutMs =
+        request.timeoutMs !== undefined && this.options.allowTimeoutOverride ? request.timeoutMs : this.options.defaultTimeoutMs;
+      if (timeoutMs > 0) {
+        item.timer = setTimeout(
+          () => this.drop(item, new TesseraError('DEADLINE_EXCEEDED', `the request timed out after ${timeoutMs} ms in the queue of ${this.options.label}`)),
+          timeoutMs,
+        );
+      }
+      if (request.signal !== undefined) {
+        item.onAbort = () => this.drop(item, new TesseraError('REQUEST_CANCELLED', 'the caller went away before the request ran'));
+        request.signal.addEventListener('abort', item.onAbort, { once: true });
+      }
+      this.pump();
+    });
+  }
+
+  /** Stop taking requests; resolves once every queued and running request has finished. */
+  close(): Promise<void> {
+    this.closed = true;
+    this.holding = false;
+    this.pump();
+    return this.whenDrained();
+  }
+
+  /** Refuse every queued request now; resolves once running batches end. */
+  destroy(): Promise<void> {
+    this.closed = true;
+    this.holding = false;
+    for (const level of this.levels) {
+      for (let item = level.shift(); item !== undefined; item = level.shift()) {
+        if (item.state === 'queued') this.drop(item, new TesseraError('MODEL_UNAVAILABLE', `${this.options.label} was unloaded before the request ran`));
+      }
+    }
+    return this.whenDrained();
+  }
+
+  private levelOf(priority: number | undefined): number {
+    const levels = this.levels.length;
+    const level = priority !== undefined && priority >= 1 && priority <= levels ? priority : this.options.defaultPriority;
+    return Math.min(Math.max(level, 1), levels) - 1;
+  }
+
+  /** Live queued requests in dispatch order: level 1 first, then arrival. */
+  private *candidates(): Generator<Pending> {
+    for (const level of this.levels) {
+      while (level.peek()?.state === 'done') level.shift();
+      for (const item of level) if (item.state === 'queued') yield item;
+    }
+  }
+
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.free.length > 0 && this.queued > 0) {
+        if (this.holding) {
+          if (this.queued < this.options.holdUntilQueued) return;
+          this.holding = false;
+        }
+        const decision = decideBatch(this.candidates(), this.clock(), this.options.policy);
+        if (decision.kind === 'run') {
+          this.dispatch(decision.take);
+        } else {
+          if (decision.kind === 'wait') this.wakeAfter(decision.ms);
+          return;
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private wakeAfter(ms: number): void {
+    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.pump();
+    }, Math.max(0, Math.ceil(ms)));
+  }
+
+  private dispatch(take: number): void {
+    const batch: Pending[] = [];
+    for (const item of this.candidates()) {
+      batch.push(item);
+      if (batch.length === take) break;
+    }
+    const now = process.hrtime.bigint();
+    for (const item of batch) {
+      item.state = 'running';
+      item.dispatchedNs = now;
+      this.release(item);
+    }
+    this.queued -= batch.length;
+    this.running += batch.length;
+    const instance = this.free.pop()!;
+    void this.execute(instance, batch).finally(() => {
+      this.running -= batch.length;
+      this.free.push(instance);
+      this.pump();
+      this.checkDrained();
+    });
+  }
+
+  private async execute(instance: BackendInstance, batch: readonly Pending[]): Promise<void> {
+    const outputNames = [...new Set(batch.flatMap((item) => item.request.outputNames))];
+    const rows = batch.map((item) => item.request.batchSize);
+    const totalRows = rows.reduce((a, b) => a + b, 0);
+    try {
+      const t0 = process.hrtime.bigint();
+      const inputs = concatInputs(
+        batch.map((item) => item.request.inputs),
+        this.options.inputNames,
+      );
+      const t1 = process.hrtime.bigint();
+      const result = await instance.execute(inputs, outputNames);
+      const t2 = process.hrtime.bigint();
+      const perRequest = splitOutputs(result.outputs, rows);
+      const t3 = process.hrtime.bigint();
+      const { timings } = result;
+      const inputNs = Number(t1 - t0) + timings.inputNs;
+      const outputNs = Number(t3 - t2) + timings.outputNs;
+      const inferNs = Math.max(0, Number(t2 - t1) - timings.inputNs - timings.outputNs);
+      this.options.stats.recordExecution(totalRows, inputNs, inferNs, outputNs);
+      batch.forEach((item, r) => {
+        const outputs = perRequest[r]!;
+        const wanted = item.request.outputNames.map((name) => outputs.find((o) => o.name === name)!);
+        item.state = 'done';
+        this.options.stats.recordSuccess(Number(t3 - item.enqueuedNs), Number(item.dispatchedNs - item.enqueuedNs), inputNs, inferNs, outputNs);
+        item.resolve(wanted);
+      });
+    } catch (error) {
+      const failure = error instanceof TesseraError ? error : new TesseraError('INFERENCE_FAILED', (error as Error).message, { cause: error });
+      const end = process.hrtime.bigint();
+      for (const item of batch) {
+        item.state = 'done';
+        this.options.stats.recordFailure(Number(end - item.enqueuedNs));
+        item.reject(failure);
+      }
+    }
+  }
+
+  /** Take a queued request out (timeout, cancellation, destroy) and answer it with `error`. */
+  private drop(item: Pending, error: TesseraError): void {
+    if (item.state !== 'queued') return;
+    item.state = 'done';
+    this.queued--;
+    this.release(item);
+    this.options.stats.recordFailure(Number(process.hrtime.bigint() - item.enqueuedNs));
+    item.reject(error);
+    this.checkDrained();
+    // The head may have changed: a waiting batch can be ready now.
+    queueMicrotask(() => this.pump());
+  }
+
+  private release(item: Pending): void {
+    if (item.timer !== undefined) clearTimeout(item.timer);
+    if (item.onAbort !== undefined) item.request.signal?.removeEventListener('abort', item.onAbort);
+    item.timer = undefined;
+    item.onAbort = undefined;
+  }
+
+  private whenDrained(): Promise<void> {
+    if (this.queued === 0 && this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private checkDrained(): void {
+    if (this.queued !== 0 || this.running !== 0) return;
+    if (this.wakeTimer !== undefined) {
+      clearTimeout(this.wakeTimer);
+      this.wakeTimer = undefined;
+    }
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
