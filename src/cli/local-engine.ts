@@ -1,0 +1,15 @@
+import { FakeBackend } from '../backends/fake/backend.js';
+import { OnnxBackend } from '../backends/onnx/backend.js';
+import { SERVER_DEFAULTS } from '../config/server-config.js';
+import { Engine } from '../engine/engine.js';
+
+/** An in-process engine over a repository, for one-off commands (no listener). */
+export function startLocalEngine(repository: string): Promise<Engine> {
+  return Engine.start({
+    repository,
+    backends: [new OnnxBackend(), new FakeBackend()],
+    scheduling: { defaultMaxBatchSize: 8, maxQueueSize: SERVER_DEFAULTS.maxQueueSize, retryAfterSeconds: 1, holdUntilQueued: 0 },
+    strictReadiness: false,
+    drainGraceMs: SERVER_DEFAULTS.shutdownGraceMs,
+  });
+}

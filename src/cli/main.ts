@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { TESSERA_VERSION } from '../server/version.js';
+import { inferCommand } from './infer.js';
+import { modelsCommand } from './models.js';
+import { serveCommand } from './serve.js';
+
+/** The `tessera` command line. */
+export function buildProgram(): Command {
+  const program = new Command('tessera').description('Tessera: a model-inference server for ONNX models').version(TESSERA_VERSION);
+
+  program
+    .command('serve')
+    .description('serve a model repository over the KServe V2 protocol')
+    .option('--model-repository <dir>', 'model repository directory (env TESSERA_MODEL_REPOSITORY)')
+    .option('--host <host>', 'address to listen on (default 0.0.0.0)')
+    .option('--http-port <port>', 'HTTP port (default 8000; 0 picks a free port)')
+    .option('--config <file>', 'server config file, YAML or JSON (env TESSERA_CONFIG)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--strict-readiness <bool>', 'ready only when every model is ready (default true)')
+    .option('--max-queue-size <n>', 'per-version queue bound for models whose config sets none (default 1024)')
+    .option('--body-limit-bytes <n>', 'largest request body accepted (default 64 MiB)')
+    .option('--shutdown-grace-ms <ms>', 'how long shutdown lets queued and running requests finish (default 30000)')
+    .action(serveCommand);
+
+  program
+    .command('infer <model>')
+    .description('run one inference in-process and print the V2 response')
+    .requiredOption('--input <file>', 'a V2 inference request body (JSON)')
+    .option('--model-repository <dir>', 'model repository directory', './models')
+    .option('--model-version <version>', 'model version (default: the latest ready)')
+    .action(inferCommand);
+
+  program
+    .command('models <repository>')
+    .description('list the models of a repository, load them, and say why any is unavailable')
+    .option('--json', 'print the index as JSON')
+    .action(modelsCommand);
+
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

@@ -1,0 +1,43 @@
+import type { TestContext } from 'node:test';
+import { parseServerConfig, type ServerConfigInput } from '../../src/config/server-config.js';
+import { startServer, type TesseraServer } from '../../src/server/server.js';
+
+/**
+ * Start a real Tessera server on 127.0.0.1 and an ephemeral port, silent, closed after the
+ * test. Tests talk to it over real HTTP at `server.httpUrl`.
+ */
+export async function startTestServer(t: TestContext | undefined, repository: string, overrides: ServerConfigInput = {}): Promise<TesseraServer> {
+  const server = await startServer(
+    parseServerConfig({ modelRepository: repository, host: '127.0.0.1', httpPort: 0, logLevel: 'silent', ...overrides }),
+  );
+  t?.after(() => server.close());
+  return server;
+}
+
+/** POST JSON and return status, headers and parsed body. */
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: unknown }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+/** GET and return status and parsed JSON body. */
+export async function getJson(url: string): Promise<{ status: number; body: unknown }> {
+  const response = await fetch(url);
+  const text = await response.text();
+  return { status: response.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+/** A fake-backend model definition file (see src/backends/fake/backend.ts). */
+export function fakeModelJson(definition: {
+  inputs: { name: string; datatype: string; shape: number[] }[];
+  outputs: { name: string; datatype: string; shape: number[]; copy_of: string; add?: number }[];
+  delay_ms?: number;
+  fail_on_value?: number;
+}): string {
+  return JSON.stringify(definition);
+}
