@@ -1,3 +1,5 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseServerConfig, type ServerConfigInput } from '../../src/config/server-config.js';
 import { startServer, type TesseraServer } from '../../src/server/server.js';
@@ -40,4 +42,21 @@ export function fakeModelJson(definition: {
   fail_on_value?: number;
 }): string {
   return JSON.stringify(definition);
+}
+
+/**
+ * Write a fake-backend model: `<repo>/<name>/<version>/model.json` and a config.yaml that
+ * selects the fake backend (plus any extra YAML lines).
+ */
+export async function writeFakeModel(
+  repository: string,
+  name: string,
+  version: number,
+  definition: Parameters<typeof fakeModelJson>[0],
+  extraConfigYaml = '',
+): Promise<void> {
+  const dir = join(repository, name, String(version));
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'model.json'), fakeModelJson(definition));
+  await writeFile(join(repository, name, 'config.yaml'), `backend: fake\n${extraConfigYaml}`);
 }

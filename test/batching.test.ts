@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { describe, test } from 'node:test';
+import { request as undiciRequest } from 'undici';
+import { makeTempRepository, mlpBenchModel, resnet18Model, writeModel } from './support/fixtures.js';
+import { getJson, postJson, startTestServer, writeFakeModel } from './support/server.js';
+
+interface StatsBody {
+  model_stats: { inference_count: number; execution_count: number; inference_stats: { fail: { count: number } }; batch_stats: { batch_size: number }[] }[];
+}
+interface InferBody {
+  outputs: { name: string; shape: number[]; data: number[] }[];
+}
+
+const execFileAsync = promisify(execFile);
+
+const mlpRow = (seed: number): number[] => Array.from({ length: 64 }, (_, i) => Math.sin(seed * 64 + i));
+const mlpRequest = (rows: number[][], parameters?: Record<string, number>) => ({
+  inputs: [{ name: 'x', datatype: 'FP32', shape: [rows.length, 64], data: rows.flat() }],
+  ...(parameters === undefined ? {} : { parameters }),
+});
+
+const echoModel = (delayMs: number) => ({
+  inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 2] }],
+  outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 2], copy_of: 'x' }],
+  delay_ms: delayMs,
+});
+const echoRequest = (value: number, parameters?: Record<string, number>) => ({
+  inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [value, value] }],
+  ...(parameters === undefined ? {} : { parameters }),
+});
+
+describe('dynamic batching over HTTP', () => {
+  test('concurrent requests form one batch, and batched results equal unbatched ones element for element', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeModel(repo, 'mlp', 1, mlpBenchModel(), {
+      'config.yaml': 'max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_microseconds: 0\n',
+    });
+    const server = await startTestServer(t, repo, { delaySchedulerUntil: 6 });
+    const url = `${server.httpUrl}/v2/models/mlp/infer`;
+    const rows = Array.from({ length: 6 }, (_, i) => mlpRow(i));
+    const batched = await Promise.all(rows.map((row) => postJson(url, mlpRequest([row]))));
+    let stats = (await getJson(`${server.httpUrl}/v2/models/mlp/stats`)).body as StatsBody;
+    assert.deepEqual(stats.model_stats[0]!.batch_stats.map((b) => b.batch_size), [6], 'all six ran as one batch');
+    assert.equal(stats.model_stats[0]!.execution_count, 1);
+
+    // The hold hook is spent; requests one at a time now run alone.
+    for (let i = 0; i < rows.length; i++) {
+      const alone = await postJson(url, mlpRequest([rows[i]!]));
+      assert.equal(alone.status, 200);
+      assert.deepEqual((alone.body as InferBody).outputs[0]!.data, (batched[i]!.body as InferBody).outputs[0]!.data);
+    }
+    stats = (await getJson(`${server.httpUrl}/v2/models/mlp/stats`)).body as StatsBody;
+    assert.deepEqual(stats.model_stats[0]!.batch_stats.map((b) => b.batch_size), [1, 6]);
+  });
+
+  test('a full queue answers 503 with Retry-After and the V2 error body (429 when configured), and runs nothing extra', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeFakeModel(repo, 'echo', 1, echoModel(0), 'max_batch_size: 4\ndynamic_batching:\n  default_queue_policy:\n    max_queue_size: 2\n');
+    for (const status of [503, 429] as const) {
+      const server = await startTestServer(t, repo, { delaySchedulerUntil: 3, queueFullStatus: status, retryAfterSeconds: 3 });
+      const url = `${server.httpUrl}/v2/models/echo/infer`;
+      const queued = [1, 2].map((v) => postJson(url, echoRequest(v)));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const started = performance.now();
+      const refused = await postJson(url, echoRequest(3));
+      const elapsed = performance.now() - started;
+      assert.equal(refused.status, status);
+      assert.equal(refused.headers.get('retry-after'), '3');
+      assert.match((refused.body as { error: string }).error, /queue of model 'echo' version 1 is full/);
+      assert.ok(elapsed < 50, `refused in ${elapsed} ms`);
+      await server.close(); // drains: the two queued requests still complete
+      for (const result of await Promise.all(queued)) assert.equal(result.status, 200);
+    }
+  });
+
+  test('a request whose timeout expires in the queue is answered and never run', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
+    const server = await startTestServer(t, repo);
+    const url = `${server.httpUrl}/v2/models/slow/infer`;
+    const first = postJson(url, echoRequest(1));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const expired = await postJson(url, echoRequest(2, { timeout: 50_000 })); // 50 ms, in microseconds as Triton
+    assert.equal(expired.status, 504);
+    assert.match((expired.body as { error: string }).error, /timed out after 50 ms in the queue/);
+    assert.equal((await first).status, 200);
+    const stats = (await getJson(`${server.httpUrl}/v2/models/slow/stats`)).body as StatsBody;
+    assert.equal(stats.model_stats[0]!.execution_count, 1, 'only the first request ran');
+    assert.equal(stats.model_stats[0]!.inference_stats.fail.count, 1);
+  });
+
+  test('a request whose client disconnected is removed from the queue before it runs', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
+    const server = await startTestServer(t, repo);
+    const url = `${server.httpUrl}/v2/models/slow/infer`;
+    const first = postJson(url, echoRequest(1));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const controller = new AbortController();
+    const abandoned = undiciRequest(url, { method: 'POST', body: JSON.stringify(echoRequest(2)), signal: controller.signal });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    controller.abort();
+    await assert.rejects(abandoned);
+    assert.equal((await first).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 350)); // past when the abandoned one would have finished
+    const stats = (await getJson(`${server.httpUrl}/v2/models/slow/stats`)).body as StatsBody;
+    assert.equal(stats.model_stats[0]!.execution_count, 1, 'the abandoned request never ran');
+    assert.equal(stats.model_stats[0]!.inference_stats.fail.count, 1);
+  });
+
+  test('higher priority requests are batched first', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeFakeModel(
+      repo,
+      'echo',
+      1,
+      echoModel(40),
+      'max_batch_size: 2\ndynamic_batching:\n  priority_levels: 2\n  default_priority_level: 2\n',
+    );
+    const server = await startTestServer(t, repo, { delaySchedulerUntil: 4 });
+    const url = `${server.httpUrl}/v2/models/echo/infer`;
+    const finished: number[] = [];
+    const send = (value: number, priority: number) =>
+      postJson(url, echoRequest(value, { priority })).then((r) => {
+        assert.equal(r.status, 200);
+        finished.push(value);
+      });
+    const low = [send(1, 2), send(2, 2)];
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const high = [send(8, 1), send(9, 1)];
+    await Promise.all([...low, ...high]);
+    assert.deepEqual(finished.slice(0, 2).sort(), [8, 9], `completion order ${finished.join(',')}`);
+  });
+
+  test('after warm-up, the first request is within 2x the median latency', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeModel(repo, 'resnet', 1, resnet18Model(), {
+      'config.yaml': 'max_batch_size: 2\nwarmup:\n  batch_sizes: [1, 2]\n',
+    });
+    const server = await startTestServer(t, repo);
+    const url = `${server.httpUrl}/v2/models/resnet/infer`;
+    // The client runs in its own process, so its JIT and GC do not count as server latency;
+    // it warms its own HTTP stack on /v2/health/live before the first inference.
+    const client = `
+      const body = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224],
+        data: Array.from({ length: 3 * 224 * 224 }, (_, i) => (i % 255) / 255) }] });
+      for (let i = 0; i < 3; i++) await (await fetch(${JSON.stringify(`${server.httpUrl}/v2/health/live`)})).text();
+      const latencies = [];
+      for (let i = 0; i < 15; i++) {
+        const started = performance.now();
+        const response = await fetch(${JSON.stringify(url)}, { method: 'POST', body });
+        await response.text();
+        if (response.status !== 200) throw new Error('status ' + response.status);
+        latencies.push(performance.now() - started);
+      }
+      console.log(JSON.stringify(latencies));`;
+    const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', client]);
+    const latencies = JSON.parse(stdout) as number[];
+    const median = [...latencies.slice(1)].sort((a, b) => a - b)[Math.floor((latencies.length - 1) / 2)]!;
+    assert.ok(latencies[0]! <= 2 * median, `first ${latencies[0]!.toFixed(1)} ms, median ${median.toFixed(1)} ms`);
+  });
+});
