@@ -3,11 +3,10 @@ import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { ModelMetadata, RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
-import { discoverRepository, type DiscoveredModel } from '../repository/discovery.js';
-import { selectVersions } from '../repository/version-policy.js';
 import type { VersionStatisticsSnapshot } from '../scheduler/stats.js';
 import { configView, type ModelConfigView } from './config-view.js';
-import { ModelVersion, type SchedulingDefaults } from './model-version.js';
+import { ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
+import type { ModelVersion, SchedulingDefaults } from './model-version.js';
 import { validateRequest } from './validate.js';
 
 export interface EngineOptions {
@@ -18,15 +17,15 @@ export interface EngineOptions {
   readonly scheduling: SchedulingDefaults;
   /** Ready only when every model version is ready (Triton's --strict-readiness). */
   readonly strictReadiness: boolean;
-  /** How long close() lets queued and running requests finish. */
+  /** How long unloading lets queued and running requests finish. */
   readonly drainGraceMs: number;
+  /** Triton's model control mode; default `none` (load everything at start). */
+  readonly controlMode?: ModelControlMode;
+  /** Explicit mode: models to load at start. */
+  readonly initialModels?: readonly string[];
+  /** Poll mode: seconds between repository scans. */
+  readonly pollIntervalSeconds?: number;
   readonly logger?: Logger;
-}
-
-/** One model of the repository, its versions keyed by version string. */
-interface ModelRecord {
-  readonly discovered: DiscoveredModel;
-  readonly versions: Map<string, ModelVersion>;
 }
 
 export interface ModelStatisticsEntry extends VersionStatisticsSnapshot {
@@ -34,30 +33,57 @@ export interface ModelStatisticsEntry extends VersionStatisticsSnapshot {
   readonly version: string;
 }
 
-/** How many models load at once: loads are CPU-heavy (parsing, warm-up). */
-const LOAD_CONCURRENCY = 2;
+/** One version of a model as the management API describes it. */
+export interface ModelVersionDescription {
+  readonly version: string;
+  readonly state: string;
+  readonly reason: string;
+  readonly isDefault: boolean;
+  readonly instances: number;
+  readonly queueDepth: number;
+}
+
+export interface ModelDescription {
+  readonly name: string;
+  readonly directory: string;
+  readonly loaded: boolean;
+  readonly defaultVersion: string | undefined;
+  readonly versions: readonly ModelVersionDescription[];
+}
 
 /**
  * The engine: the one facade every protocol calls. It knows nothing of wire formats; it
  * resolves model versions, validates requests against the model and hands them to the
- * version's scheduler.
+ * version's scheduler. Lifecycle (what is loaded) is the registry's job.
  */
 export class Engine {
-  private readonly models = new Map<string, ModelRecord>();
-  private readonly logger: Logger;
+  private readonly registry: ModelRegistry;
   private started = false;
   private closing: Promise<void> | undefined;
 
   private constructor(private readonly options: EngineOptions) {
-    this.logger = options.logger ?? silentLogger;
+    this.registry = new ModelRegistry({
+      repository: options.repository,
+      backends: options.backends,
+      scheduling: options.scheduling,
+      drainGraceMs: options.drainGraceMs,
+      controlMode: options.controlMode ?? 'none',
+      initialModels: options.initialModels ?? [],
+      logger: options.logger ?? silentLogger,
+    });
   }
 
-  /** Discover the repository and load every model version its policies select. */
+  /** Discover the repository and load what the control mode says to. */
   static async start(options: EngineOptions): Promise<Engine> {
     const engine = new Engine(options);
-    await engine.loadRepository();
+    await engine.registry.initialize();
+    if (options.controlMode === 'poll') engine.registry.startPolling(Math.max(0.1, options.pollIntervalSeconds ?? 15) * 1000);
     engine.started = true;
     return engine;
+  }
+
+  get controlMode(): ModelControlMode {
+    return this.registry.controlMode;
   }
 
   /** The process is up and answering. */
@@ -65,12 +91,14 @@ export class Engine {
     return true;
   }
 
-  /** Ready for inference: started, not shutting down, and (when strict) every model version ready. */
+  /** Ready for inference: started, not shutting down, and (when strict) every wanted model version ready. */
   isReady(): boolean {
     if (!this.started || this.closing !== undefined) return false;
     if (!this.options.strictReadiness) return true;
-    for (const record of this.models.values()) {
-      if (record.discovered.problem !== undefined) return false;
+    for (const record of this.registry.all()) {
+      if (!record.wanted) continue;
+      if (record.problem !== undefined && ![...record.versions.values()].some((v) => v.state === 'READY')) return false;
+      if (record.versions.size === 0) return false;
       for (const version of record.versions.values()) if (version.state !== 'READY') return false;
     }
     return true;
@@ -88,7 +116,7 @@ export class Engine {
     const signature = served.signature!;
     return {
       name,
-      versions: [...record.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version),
+      versions: readyVersions(record),
       platform: served.backend.name === 'onnxruntime' ? 'onnxruntime_onnx' : served.backend.name,
       inputs: signature.inputs,
       outputs: signature.outputs,
@@ -110,33 +138,69 @@ export class Engine {
 
   /** Class labels of a model (labels.txt), if it has them. */
   modelLabels(name: string): readonly string[] | undefined {
-    return this.record(name).discovered.labels;
+    return this.record(name).discovered?.labels;
   }
 
-  /** Every model and version the repository holds, with state and reason. */
+  /** Every model and version the registry knows, with state and reason. */
   repositoryIndex(): RepositoryIndexEntry[] {
-    const entries: RepositoryIndexEntry[] = [];
-    for (const [name, record] of this.models) {
-      if (record.discovered.problem !== undefined) {
-        entries.push({ name, state: 'UNAVAILABLE', reason: record.discovered.problem });
-        continue;
-      }
-      for (const version of record.versions.values()) {
-        entries.push({ name, version: version.version, state: version.state, reason: version.reason });
-      }
-    }
-    return entries;
+    return this.registry.index();
+  }
+
+  /** Every model with its versions, states, instance counts and queue depths (management API). */
+  describeModels(name?: string): ModelDescription[] {
+    const records = name === undefined ? [...this.registry.all()] : [this.record(name)];
+    return records
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((record) => {
+        const served = this.defaultOf(record);
+        return {
+          name: record.name,
+          directory: record.dir,
+          loaded: record.wanted,
+          defaultVersion: served?.version,
+          versions: [...record.versions.values()].map((v) => ({
+            version: v.version,
+            state: v.state,
+            reason: v.reloadFailure !== '' ? `serving; the last reload failed: ${v.reloadFailure}` : v.reason,
+            isDefault: v === served,
+            instances: v.state === 'READY' ? v.instanceCount : 0,
+            queueDepth: v.queueDepth,
+          })),
+        };
+      });
   }
 
   /** Statistics of every version of `name` (or of all models), in the V2 statistics shape. */
   statistics(name?: string, version?: string): ModelStatisticsEntry[] {
-    const records = name === undefined ? [...this.models.entries()] : [[name, this.record(name)] as const];
+    const records = name === undefined ? [...this.registry.all()] : [this.record(name)];
     const entries: ModelStatisticsEntry[] = [];
-    for (const [modelName, record] of records) {
+    for (const record of records) {
       const versions = version === undefined ? [...record.versions.values()] : [this.versionOf(record, version)];
-      for (const v of versions) entries.push({ name: modelName, version: v.version, ...v.stats.snapshot() });
+      for (const v of versions) entries.push({ name: record.name, version: v.version, ...v.stats.snapshot() });
     }
     return entries;
+  }
+
+  /** Load or reload a model (repository API / management API). */
+  loadModel(name: string, options: LoadOptions = {}): Promise<void> {
+    this.assertOpen();
+    return this.registry.load(name, options);
+  }
+
+  /** Unload a model; its queued and running requests finish first. */
+  unloadModel(name: string): Promise<void> {
+    this.assertOpen();
+    return this.registry.unload(name);
+  }
+
+  /** Pin the version requests without a version go to (undefined: the highest READY). */
+  setDefaultVersion(name: string, version: string | undefined): void {
+    this.registry.setDefaultVersion(name, version);
+  }
+
+  /** Rescan the repository now (what poll mode does on its timer). */
+  syncRepository(): Promise<void> {
+    return this.registry.sync();
   }
 
   /** Run one inference request. Throws TesseraError with a code for every failure. */
@@ -152,6 +216,8 @@ export class Engine {
       served.stats.recordFailure(Number(process.hrtime.bigint() - started));
       throw error;
     }
+    // No await between resolving the version and queueing on it: a version swap cannot
+    // interleave, so a request never lands on a scheduler that is already draining.
     const outputs = await scheduler.schedule({
       inputs: validated.inputs,
       batchSize: validated.batchSize,
@@ -171,46 +237,16 @@ export class Engine {
 
   /** Stop taking requests, let queued and running ones finish, release every model. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      const versions = [...this.models.values()].flatMap((record) => [...record.versions.values()]);
-      await Promise.all(versions.map((version) => version.unload(this.options.drainGraceMs)));
-    })();
+    this.closing ??= this.registry.close();
     return this.closing;
   }
 
-  private async loadRepository(): Promise<void> {
-    const discovered = await discoverRepository(this.options.repository);
-    for (const model of discovered) {
-      const record: ModelRecord = { discovered: model, versions: new Map() };
-      this.models.set(model.name, record);
-      if (model.problem !== undefined) {
-        this.logger.error({ model: model.name, reason: model.problem }, 'model unavailable');
-        continue;
-      }
-      const config = model.config!;
-      const backend = this.backendFor(config.backend ?? (config.platform === 'fake' ? 'fake' : undefined));
-      for (const number of selectVersions(config.version_policy, model.versions)) {
-        const version = String(number);
-        record.versions.set(version, new ModelVersion(model.name, version, model.dir, config, backend));
-      }
-    }
-    const pending = [...this.models.values()].flatMap((record) => [...record.versions.values()]);
-    const workers = Array.from({ length: LOAD_CONCURRENCY }, async () => {
-      for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
-        await next.load(this.options.scheduling, this.logger);
-      }
-    });
-    await Promise.all(workers);
-  }
-
-  private backendFor(name: string | undefined): Backend {
-    const backend = name === undefined ? this.options.backends[0] : this.options.backends.find((b) => b.name === name);
-    if (backend === undefined) throw new TesseraError('INVALID_MODEL_CONFIG', `no backend named '${name}'`);
-    return backend;
+  private assertOpen(): void {
+    if (this.closing !== undefined) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down');
   }
 
   private record(name: string): ModelRecord {
-    const record = this.models.get(name);
+    const record = this.registry.get(name);
     if (record === undefined) throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not in the repository`);
     return record;
   }
@@ -219,26 +255,41 @@ export class Engine {
     const found = record.versions.get(version);
     if (found === undefined) {
       const known = [...record.versions.keys()].join(', ') || 'none';
-      throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${record.discovered.name}' has no version '${version}'; its versions are: ${known}`);
+      throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${record.name}' has no version '${version}'; its versions are: ${known}`);
     }
     return found;
   }
 
-  /** The version a request for (name, version?) is served by: the given one, or the highest ready. */
+  /** The version serving requests that name none: the pinned default, else the highest READY. */
+  private defaultOf(record: ModelRecord): ModelVersion | undefined {
+    if (record.defaultVersion !== undefined) {
+      const pinned = record.versions.get(record.defaultVersion);
+      if (pinned?.state === 'READY') return pinned;
+    }
+    let best: ModelVersion | undefined;
+    for (const candidate of record.versions.values()) {
+      if (candidate.state === 'READY' && (best === undefined || Number(candidate.version) > Number(best.version))) best = candidate;
+    }
+    return best;
+  }
+
+  /** The version a request for (name, version?) is served by; throws when it cannot serve. */
   private resolve(record: ModelRecord, version: string | undefined): ModelVersion {
     if (version !== undefined && version !== '') {
       const found = this.versionOf(record, version);
       found.readyScheduler();
       return found;
     }
-    let best: ModelVersion | undefined;
-    for (const candidate of record.versions.values()) {
-      if (candidate.state === 'READY' && (best === undefined || Number(candidate.version) > Number(best.version))) best = candidate;
-    }
-    if (best !== undefined) return best;
-    const name = record.discovered.name;
-    if (record.discovered.problem !== undefined) throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' is unavailable: ${record.discovered.problem}`);
+    const served = this.defaultOf(record);
+    if (served !== undefined) return served;
+    const name = record.name;
+    if (record.problem !== undefined) throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' is unavailable: ${record.problem}`);
+    if (!record.wanted) throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' is not loaded`);
     const reasons = [...record.versions.values()].map((v) => `version ${v.version} is ${v.state}${v.reason === '' ? '' : ` (${v.reason})`}`);
     throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' has no ready version: ${reasons.join('; ') || 'no versions selected'}`);
   }
+}
+
+function readyVersions(record: ModelRecord): string[] {
+  return [...record.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
 }

@@ -24,6 +24,8 @@ export interface SchedulingDefaults {
 export class ModelVersion {
   state: VersionState = 'LOADING';
   reason = '';
+  /** Why the last attempt to reload this version failed while it kept serving, if it did. */
+  reloadFailure = '';
   signature: ModelSignature | undefined;
   readonly stats = new VersionStatistics();
   private backendModel: BackendModel | undefined;
@@ -36,6 +38,8 @@ export class ModelVersion {
     readonly dir: string,
     readonly config: ModelConfigFile,
     readonly backend: Backend,
+    /** What the version was loaded from (see repository/fingerprint.ts). */
+    readonly fingerprint = '',
   ) {}
 
   get label(): string {

@@ -35,20 +35,34 @@ export async function discoverRepository(root: string): Promise<DiscoveredModel[
     throw new TesseraError('REPOSITORY_UNAVAILABLE', `cannot read model repository ${absolute}: ${(error as Error).message}`, { cause: error });
   }
   const models = entries
-    .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.') && MODEL_NAME.test(entry.name))
+    .filter((entry) => entry.isDirectory() && isModelName(entry.name))
     .map((entry) => discoverModel(entry.name, join(absolute, entry.name)));
   return (await Promise.all(models)).sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Scan one model directory. */
-export async function discoverModel(name: string, dir: string): Promise<DiscoveredModel> {
+/** Whether `name` can name a model (a directory name Tessera serves). */
+export function isModelName(name: string): boolean {
+  return !name.startsWith('.') && MODEL_NAME.test(name);
+}
+
+/** Names of the model directories under `root`, sorted. */
+export async function listModelNames(root: string): Promise<string[]> {
+  const entries = await readdir(resolve(root), { withFileTypes: true });
+  return entries.filter((entry) => entry.isDirectory() && isModelName(entry.name)).map((entry) => entry.name).sort();
+}
+
+/**
+ * Scan one model directory. `configOverride` (already validated) replaces the directory's
+ * config file, as Triton's load API allows.
+ */
+export async function discoverModel(name: string, dir: string, configOverride?: ModelConfigFile): Promise<DiscoveredModel> {
   const entries = await readdir(dir, { withFileTypes: true });
   const files = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
   const versions = entries
     .filter((e) => e.isDirectory() && VERSION_DIR.test(e.name))
     .map((e) => Number(e.name))
     .sort((a, b) => a - b);
-  const configResult = await readModelConfig(dir, files);
+  const configResult = configOverride === undefined ? await readModelConfig(dir, files) : ({ ok: true, config: configOverride, file: undefined } as const);
   const config = configResult.ok ? configResult.config : undefined;
   let problem = configResult.ok ? undefined : configResult.reason;
   if (config?.name !== undefined && config.name !== name) {

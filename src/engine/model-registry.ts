@@ -1,0 +1,303 @@
+import { join, resolve } from 'node:path';
+import { describeIssues, modelConfigSchema, type ModelConfigFile } from '../config/model-config.js';
+import { TesseraError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { RepositoryIndexEntry } from '../core/metadata.js';
+import type { Backend } from '../backends/backend.js';
+import { discoverModel, isModelName, listModelNames, type DiscoveredModel } from '../repository/discovery.js';
+import { versionFingerprint } from '../repository/fingerprint.js';
+import { selectVersions } from '../repository/version-policy.js';
+import { ModelVersion, type SchedulingDefaults } from './model-version.js';
+
+/** Triton's model control modes. */
+export type ModelControlMode = 'none' | 'poll' | 'explicit';
+
+export interface RegistryOptions {
+  readonly repository: string;
+  readonly backends: readonly Backend[];
+  readonly scheduling: SchedulingDefaults;
+  readonly drainGraceMs: number;
+  readonly controlMode: ModelControlMode;
+  /** Models to load at start in explicit mode (`--load-model`); `*` loads all. */
+  readonly initialModels: readonly string[];
+  readonly logger: Logger;
+}
+
+/** What a caller may change when (re)loading a model. */
+export interface LoadOptions {
+  /** A config that replaces the model directory's config file (validated here). */
+  readonly config?: unknown;
+  /** Serve the model from this directory instead of `<repository>/<name>`. */
+  readonly dir?: string;
+}
+
+/** One model: where it lives, whether it should be served, and its versions. */
+export interface ModelRecord {
+  readonly name: string;
+  dir: string;
+  /** Whether the operator wants it served (false: never loaded, or unloaded). */
+  wanted: boolean;
+  /** True for models that live in the repository directory (poll mode follows them). */
+  readonly inRepository: boolean;
+  discovered: DiscoveredModel | undefined;
+  configOverride: ModelConfigFile | undefined;
+  /** Why the model as a whole cannot be served (invalid config, no versions...). */
+  problem: string | undefined;
+  readonly versions: Map<string, ModelVersion>;
+  /** Version that serves requests naming none; undefined = highest READY. */
+  defaultVersion: string | undefined;
+  /** Fingerprints whose load failed, so polling does not retry an unchanged broken file. */
+  readonly failedFingerprints: Map<string, string>;
+  lock: Promise<void>;
+}
+
+/** How many models load at once at start-up: loads are CPU-heavy (parsing, warm-up). */
+const LOAD_CONCURRENCY = 2;
+
+/**
+ * Decides and does model lifecycle: which versions should serve, loading new ones before the
+ * ones they replace stop, draining what it retires. A failed load never takes down a version
+ * that serves: it is recorded and reported instead.
+ */
+export class ModelRegistry {
+  private readonly records = new Map<string, ModelRecord>();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly options: RegistryOptions) {}
+
+  get controlMode(): ModelControlMode {
+    return this.options.controlMode;
+  }
+
+  get(name: string): ModelRecord | undefined {
+    return this.records.get(name);
+  }
+
+  all(): IterableIterator<ModelRecord> {
+    return this.records.values();
+  }
+
+  /** Discover the repository and load what the control mode says to. */
+  async initialize(): Promise<void> {
+    const names = await this.repositoryNames();
+    const loadAll = this.options.controlMode !== 'explicit' || this.options.initialModels.includes('*');
+    for (const name of names) this.records.set(name, this.newRecord(name, join(resolve(this.options.repository), name), true));
+    const toLoad = names.filter((name) => loadAll || this.options.initialModels.includes(name));
+    const unknown = this.options.initialModels.filter((name) => name !== '*' && !names.includes(name));
+    for (const name of unknown) this.options.logger.error({ model: name }, 'model named by --load-model is not in the repository');
+    const queue = [...toLoad];
+    await Promise.all(
+      Array.from({ length: LOAD_CONCURRENCY }, async () => {
+        for (let name = queue.shift(); name !== undefined; name = queue.shift()) await this.load(name).catch(() => undefined);
+      }),
+    );
+  }
+
+  /** Poll the repository every `intervalMs` (poll mode). */
+  startPolling(intervalMs: number): void {
+    this.pollTimer = setInterval(() => void this.sync(), intervalMs);
+    this.pollTimer.unref();
+  }
+
+  /**
+   * Bring served models in line with the repository directory: new models load, changed
+   * versions reload, removed versions and models unload. Failures are logged and recorded.
+   */
+  sync(): Promise<void> {
+    this.syncing ??= (async () => {
+      try {
+        const names = await this.repositoryNames();
+        for (const record of [...this.records.values()]) {
+          if (record.inRepository && !names.includes(record.name)) {
+            await this.unload(record.name);
+            this.records.delete(record.name);
+          }
+        }
+        for (const name of names) {
+          const record = this.records.get(name);
+          if (record === undefined || record.wanted) await this.load(name).catch(() => undefined);
+        }
+      } catch (error) {
+        this.options.logger.error({ err: error }, 'repository poll failed');
+      } finally {
+        this.syncing = undefined;
+      }
+    })();
+    return this.syncing;
+  }
+
+  /**
+   * Load (or reload) a model: versions whose files or config changed load beside the serving
+   * ones and replace them once READY; versions no longer selected drain and unload. Rejects
+   * with MODEL_LOAD_FAILED when any selected version failed; serving versions stay untouched.
+   */
+  load(name: string, options: LoadOptions = {}): Promise<void> {
+    if (!isModelName(name)) throw new TesseraError('INVALID_REQUEST', `'${name}' is not a valid model name`);
+    let record = this.records.get(name);
+    if (record === undefined) {
+      record = this.newRecord(name, join(resolve(this.options.repository), name), options.dir === undefined);
+      this.records.set(name, record);
+    }
+    return this.locked(record, () => this.loadLocked(record, options));
+  }
+
+  /** Stop serving a model: its versions drain and unload. It stays in the index as unloaded. */
+  unload(name: string): Promise<void> {
+    const record = this.records.get(name);
+    if (record === undefined) throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not in the repository`);
+    return this.locked(record, async () => {
+      record.wanted = false;
+      record.problem = undefined;
+      const versions = [...record.versions.values()];
+      record.versions.clear();
+      await Promise.all(versions.map((version) => version.unload(this.options.drainGraceMs)));
+      this.options.logger.info({ model: name }, 'model unloaded');
+    });
+  }
+
+  /** Pin the version that serves requests naming none (undefined: back to the highest READY). */
+  setDefaultVersion(name: string, version: string | undefined): void {
+    const record = this.records.get(name);
+    if (record === undefined) throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not in the repository`);
+    if (version !== undefined && record.versions.get(version)?.state !== 'READY') {
+      const ready = [...record.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
+      throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' version ${version} is not ready; ready versions: ${ready.join(', ') || 'none'}`);
+    }
+    record.defaultVersion = version;
+    this.options.logger.info({ model: name, version: version ?? 'latest' }, 'default version set');
+  }
+
+  index(): RepositoryIndexEntry[] {
+    const entries: RepositoryIndexEntry[] = [];
+    for (const record of [...this.records.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+      if (record.versions.size === 0) {
+        const reason = record.problem ?? (record.wanted ? 'loading' : record.discovered === undefined ? 'not loaded' : 'unloaded');
+        entries.push({ name: record.name, state: record.problem === undefined && record.wanted ? 'LOADING' : 'UNAVAILABLE', reason });
+        continue;
+      }
+      for (const version of [...record.versions.values()].sort((a, b) => Number(a.version) - Number(b.version))) {
+        const reason = version.reloadFailure !== '' ? `serving; the last reload failed: ${version.reloadFailure}` : version.reason;
+        entries.push({ name: record.name, version: version.version, state: version.state, reason });
+      }
+      if (record.problem !== undefined) entries.push({ name: record.name, state: 'UNAVAILABLE', reason: record.problem });
+    }
+    return entries;
+  }
+
+  /** Unload everything (draining); stops polling. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.pollTimer !== undefined) clearInterval(this.pollTimer);
+    await this.syncing;
+    const versions = [...this.records.values()].flatMap((record) => [...record.versions.values()]);
+    await Promise.all(versions.map((version) => version.unload(this.options.drainGraceMs)));
+  }
+
+  private async loadLocked(record: ModelRecord, options: LoadOptions): Promise<void> {
+    if (this.closed) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down');
+    if (options.config !== undefined) {
+      const parsed = modelConfigSchema.safeParse(options.config);
+      if (!parsed.success) throw new TesseraError('INVALID_MODEL_CONFIG', `invalid config for model '${record.name}': ${describeIssues(parsed.error)}`);
+      record.configOverride = parsed.data;
+    }
+    if (options.dir !== undefined) record.dir = options.dir;
+    record.wanted = true;
+    const fail = (problem: string): never => {
+      record.problem = problem;
+      this.options.logger.error({ model: record.name, reason: problem }, 'model load failed');
+      throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${problem}`);
+    };
+    let discovered: DiscoveredModel;
+    try {
+      discovered = await discoverModel(record.name, record.dir, record.configOverride);
+    } catch (error) {
+      return fail(`cannot read ${record.dir}: ${(error as Error).message}`);
+    }
+    if (discovered.problem !== undefined) return fail(discovered.problem);
+    const config = discovered.config!;
+    const backend = this.backendFor(config);
+    if (backend === undefined) return fail(`no backend named '${config.backend}'`);
+    record.discovered = discovered;
+    record.problem = undefined;
+
+    const configKey = JSON.stringify([config, discovered.labels ?? null]);
+    const filename = config.default_model_filename ?? backend.defaultModelFilename;
+    const selected = selectVersions(config.version_policy, discovered.versions).map(String);
+    const failures: string[] = [];
+    const retiring: ModelVersion[] = [];
+    await Promise.all(
+      selected.map(async (version) => {
+        const fingerprint = await versionFingerprint(record.dir, version, filename, configKey);
+        const existing = record.versions.get(version);
+        if (existing !== undefined && existing.fingerprint === fingerprint && existing.state === 'READY') return;
+        if (record.failedFingerprints.get(version) === fingerprint && existing?.state === 'READY') return;
+        const candidate = new ModelVersion(record.name, version, record.dir, config, backend, fingerprint);
+        await candidate.load(this.options.scheduling, this.options.logger);
+        if (candidate.state === 'READY') {
+          record.failedFingerprints.delete(version);
+          record.versions.set(version, candidate);
+          if (existing !== undefined) retiring.push(existing);
+          return;
+        }
+        record.failedFingerprints.set(version, fingerprint);
+        failures.push(`version ${version}: ${candidate.reason}`);
+        if (existing?.state === 'READY') {
+          existing.reloadFailure = candidate.reason;
+        } else {
+          record.versions.set(version, candidate);
+          if (existing !== undefined) retiring.push(existing);
+        }
+      }),
+    );
+    for (const [version, served] of record.versions) {
+      if (!selected.includes(version)) {
+        record.versions.delete(version);
+        retiring.push(served);
+      }
+    }
+    if (record.defaultVersion !== undefined && record.versions.get(record.defaultVersion)?.state !== 'READY') record.defaultVersion = undefined;
+    await Promise.all(retiring.map((version) => version.unload(this.options.drainGraceMs)));
+    if (failures.length > 0) throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${failures.join('; ')}`);
+  }
+
+  private backendFor(config: ModelConfigFile): Backend | undefined {
+    const name = config.backend ?? (config.platform === 'fake' ? 'fake' : undefined);
+    return name === undefined ? this.options.backends[0] : this.options.backends.find((backend) => backend.name === name);
+  }
+
+  private async repositoryNames(): Promise<string[]> {
+    try {
+      return await listModelNames(this.options.repository);
+    } catch (error) {
+      throw new TesseraError('REPOSITORY_UNAVAILABLE', `cannot read model repository ${resolve(this.options.repository)}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  private newRecord(name: string, dir: string, inRepository: boolean): ModelRecord {
+    return {
+      name,
+      dir,
+      wanted: false,
+      inRepository,
+      discovered: undefined,
+      configOverride: undefined,
+      problem: undefined,
+      versions: new Map(),
+      defaultVersion: undefined,
+      failedFingerprints: new Map(),
+      lock: Promise.resolve(),
+    };
+  }
+
+  /** Run `task` after every earlier operation on the same model has finished. */
+  private locked(record: ModelRecord, task: () => Promise<void>): Promise<void> {
+    const run = record.lock.then(task, task);
+    record.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+}

@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { Engine, type EngineOptions } from '../src/engine/engine.js';
+import { FakeBackend } from '../src/backends/fake/backend.js';
+import { OnnxBackend } from '../src/backends/onnx/backend.js';
+import { makeTempRepository, mlpModel, mlpReference, seededMlpWeights, writeModel } from './support/fixtures.js';
+import { startTestServer } from './support/server.js';
+
+const weightsV1 = seededMlpWeights([4, 8, 3], 1);
+const weightsV2 = seededMlpWeights([4, 8, 3], 2);
+const weightsV3 = seededMlpWeights([4, 8, 3], 3);
+const row = [0.5, -1, 2, 0.25];
+
+/** Which weights produced `probs` for `row`. */
+function whichWeights(probs: number[]): number {
+  for (const [i, weights] of [weightsV1, weightsV2, weightsV3].entries()) {
+    const expected = mlpReference(weights, row);
+    if (probs.every((p, j) => Math.abs(p - expected[j]!) < 1e-5)) return i + 1;
+  }
+  return 0;
+}
+
+function engineOptions(repository: string, overrides: Partial<EngineOptions> = {}): EngineOptions {
+  return {
+    repository,
+    backends: [new OnnxBackend(), new FakeBackend()],
+    scheduling: { defaultMaxBatchSize: 8, maxQueueSize: 1024, retryAfterSeconds: 1, holdUntilQueued: 0 },
+    strictReadiness: true,
+    drainGraceMs: 5_000,
+    ...overrides,
+  };
+}
+
+/** Atomically replace a version's model file, as a deployment tool would. */
+async function replaceModelFile(repo: string, name: string, version: number, bytes: Uint8Array): Promise<void> {
+  const target = join(repo, name, String(version), 'model.onnx');
+  await writeFile(`${target}.tmp`, bytes);
+  await rename(`${target}.tmp`, target);
+}
+
+describe('model lifecycle', () => {
+  test('adding a version, replacing a file, rolling back and unloading a version under load fail no request', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeModel(repo, 'mlp', 1, mlpModel(weightsV1), { 'config.yaml': 'version_policy:\n  all: {}\n' });
+    const server = await startTestServer(t, repo);
+    const url = `${server.httpUrl}/v2/models/mlp/infer`;
+    const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: row }] });
+
+    let running = true;
+    const failures: string[] = [];
+    const seen = new Set<number>();
+    let answered = 0;
+    const client = async (): Promise<void> => {
+      while (running) {
+        const response = await fetch(url, { method: 'POST', body });
+        const text = await response.text();
+        if (response.status !== 200) {
+          failures.push(`${response.status} ${text}`);
+          continue;
+        }
+        answered++;
+        seen.add(whichWeights((JSON.parse(text) as { outputs: { data: number[] }[] }).outputs[0]!.data));
+      }
+    };
+    const clients = Array.from({ length: 8 }, client);
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 150));
+    const served = async (): Promise<number> => {
+      const response = await fetch(url, { method: 'POST', body });
+      return whichWeights((JSON.parse(await response.text()) as { outputs: { data: number[] }[] }).outputs[0]!.data);
+    };
+
+    await settle();
+    // (a) add version 2: requests without a version move to it
+    await writeModel(repo, 'mlp', 2, mlpModel(weightsV2));
+    await server.engine.syncRepository();
+    await settle();
+    assert.equal(await served(), 2);
+    // (b) replace version 2's file with other weights: it reloads beside the serving one
+    await replaceModelFile(repo, 'mlp', 2, mlpModel(weightsV3));
+    await server.engine.syncRepository();
+    await settle();
+    assert.equal(await served(), 3);
+    // (c) roll back: pin the default to version 1
+    server.engine.setDefaultVersion('mlp', '1');
+    await settle();
+    assert.equal(await served(), 1);
+    // (d) unload version 1 through the version policy: the default moves back to version 2
+    await writeFile(join(repo, 'mlp', 'config.yaml'), 'version_policy:\n  specific:\n    versions: [2]\n');
+    await server.engine.syncRepository();
+    await settle();
+    assert.equal(await served(), 3);
+
+    running = false;
+    await Promise.all(clients);
+    assert.deepEqual(failures, [], 'no request failed');
+    assert.ok(answered > 50, `answered ${answered}`);
+    assert.deepEqual([...seen].sort(), [1, 2, 3], 'every deployed model answered at some point');
+    assert.deepEqual(
+      server.engine.repositoryIndex().map((e) => [e.version, e.state]),
+      [['2', 'READY']],
+    );
+  });
+
+  test('a corrupt new file leaves the serving version untouched and reports the failure', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeModel(repo, 'mlp', 1, mlpModel(weightsV1));
+    const engine = await Engine.start(engineOptions(repo));
+    t.after(() => engine.close());
+    // a corrupt replacement of the serving version
+    await replaceModelFile(repo, 'mlp', 1, new Uint8Array([1, 2, 3, 4, 5]));
+    await engine.syncRepository();
+    const [entry] = engine.repositoryIndex();
+    assert.equal(entry!.state, 'READY');
+    assert.match(entry!.reason, /serving; the last reload failed: onnxruntime could not load/);
+    const response = await engine.infer({ model: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(row) }] });
+    assert.equal(whichWeights(Array.from(response.outputs[0]!.data as Float32Array)), 1);
+    // a corrupt new version: it is UNAVAILABLE with its reason, version 1 keeps serving
+    await writeModel(repo, 'mlp', 2, new Uint8Array([9, 9, 9]));
+    await writeFile(join(repo, 'mlp', 'config.yaml'), 'version_policy:\n  all: {}\n');
+    await assert.rejects(engine.loadModel('mlp'), { code: 'MODEL_LOAD_FAILED' });
+    const index = engine.repositoryIndex();
+    assert.deepEqual(index.map((e) => [e.version, e.state]), [['1', 'READY'], ['2', 'UNAVAILABLE']]);
+    assert.match(index[1]!.reason, /onnxruntime could not load .*2\/model\.onnx/);
+    const after = await engine.infer({ model: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(row) }] });
+    assert.equal(after.version, '1');
+  });
+
+  test('explicit mode loads only what it is asked to, and load/unload work through the engine', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeModel(repo, 'a', 1, mlpModel(weightsV1));
+    await writeModel(repo, 'b', 1, mlpModel(weightsV2));
+    const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit', initialModels: ['a'] }));
+    t.after(() => engine.close());
+    assert.deepEqual(engine.repositoryIndex().map((e) => [e.name, e.state, e.reason]), [
+      ['a', 'READY', ''],
+      ['b', 'UNAVAILABLE', 'not loaded'],
+    ]);
+    assert.equal(engine.isReady(), true, 'models not asked for do not hold readiness back');
+    await assert.rejects(engine.infer({ model: 'b', inputs: [] }), { code: 'MODEL_UNAVAILABLE', message: "model 'b' is not loaded" });
+    await engine.loadModel('b');
+    assert.equal(engine.modelReady('b'), true);
+    await engine.unloadModel('a');
+    assert.deepEqual(engine.repositoryIndex().find((e) => e.name === 'a'), { name: 'a', state: 'UNAVAILABLE', reason: 'unloaded' });
+    assert.equal(engine.modelReady('a'), false);
+    // a config override replaces the directory's config (Triton's load with config)
+    await engine.loadModel('a', { config: { max_batch_size: 2 } });
+    assert.equal(engine.modelConfig('a').max_batch_size, 2);
+    await assert.rejects(engine.loadModel('a', { config: { max_batch_size: 'lots' } }), {
+      code: 'INVALID_MODEL_CONFIG',
+      message: /max_batch_size: .*expected number/i,
+    });
+  });
+
+  test('poll mode picks up new models and versions and drops removed ones by itself', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeModel(repo, 'a', 1, mlpModel(weightsV1));
+    const engine = await Engine.start(engineOptions(repo, { controlMode: 'poll', pollIntervalSeconds: 0.1 }));
+    t.after(() => engine.close());
+    const until = async (condition: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!condition()) {
+        if (Date.now() > deadline) throw new Error(`timed out; index: ${JSON.stringify(engine.repositoryIndex())}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    await writeModel(repo, 'b', 1, mlpModel(weightsV2));
+    await until(() => engine.repositoryIndex().some((e) => e.name === 'b' && e.state === 'READY'));
+    await writeModel(repo, 'a', 2, mlpModel(weightsV3));
+    await until(() => engine.repositoryIndex().some((e) => e.name === 'a' && e.version === '2' && e.state === 'READY'));
+    assert.equal(engine.repositoryIndex().some((e) => e.name === 'a' && e.version === '1'), false, 'latest 1 policy drops version 1');
+    await rm(join(repo, 'b'), { recursive: true });
+    await until(() => !engine.repositoryIndex().some((e) => e.name === 'b'));
+  });
+
+  test('50 load/unload cycles release sessions and workers (RSS stays within 30 MB)', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeModel(repo, 'mlp', 1, mlpModel(weightsV1), { 'config.yaml': 'instance_group:\n  - count: 2\n' });
+    const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit' }));
+    t.after(() => engine.close());
+    const cycle = async (): Promise<void> => {
+      await engine.loadModel('mlp');
+      await engine.infer({ model: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(row) }] });
+      await engine.unloadModel('mlp');
+    };
+    for (let i = 0; i < 5; i++) await cycle(); // let allocators and JIT settle
+    const before = process.memoryUsage.rss();
+    for (let i = 0; i < 50; i++) await cycle();
+    const grown = (process.memoryUsage.rss() - before) / 2 ** 20;
+    t.diagnostic(`RSS grew ${grown.toFixed(1)} MB over 50 load/unload cycles`);
+    assert.ok(grown < 30, `RSS grew ${grown.toFixed(1)} MB over 50 cycles`);
+  });
+});
+
+describe('model directories on disk', () => {
+  test('a model directory created after start can be loaded by name', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await mkdir(repo, { recursive: true });
+    const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit' }));
+    t.after(() => engine.close());
+    await assert.rejects(engine.loadModel('late'), { code: 'MODEL_LOAD_FAILED', message: /cannot read/ });
+    await writeModel(repo, 'late', 1, mlpModel(weightsV1));
+    await engine.loadModel('late');
+    assert.equal(engine.modelReady('late'), true);
+  });
+});
