@@ -39,6 +39,8 @@ function rowTensor(value: number, rows = 1): Tensor {
 function makeScheduler(instance: BackendInstance, overrides: Partial<SchedulerOptions> = {}): Scheduler {
   return new Scheduler({
     label: "model 'm' version 1",
+    modelName: 'm',
+    version: '1',
     instances: [instance],
     inputNames: ['x'],
     policy: { maxBatchSize: 4, preferredBatchSizes: [], maxQueueDelayMs: 0 },

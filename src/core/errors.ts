@@ -53,7 +53,12 @@ export const ERROR_CATALOG = {
   ROUTE_NOT_FOUND: { category: 'not_found', summary: 'No endpoint at that path and method.' },
   UNSUPPORTED_MEDIA_TYPE: { category: 'unsupported', summary: 'The request body has a content type the endpoint does not accept.' },
   PAYLOAD_TOO_LARGE: { category: 'too_large', summary: 'The request body is larger than the configured limit.' },
+  INVALID_MODEL_ARCHIVE: {
+    category: 'invalid_argument',
+    summary: 'A model archive is malformed, unsafe, or does not match its manifest.',
+  },
   INFERENCE_FAILED: { category: 'internal', summary: 'The backend failed while running the model.' },
+  HANDLER_FAILED: { category: 'internal', summary: "A model's handler failed while post-processing, or returned invalid tensors." },
   INTERNAL: { category: 'internal', summary: 'An unexpected server error.' },
 } as const satisfies Record<string, CatalogEntry>;
 

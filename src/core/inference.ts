@@ -26,6 +26,10 @@ export interface InferenceRequest {
   readonly timeoutMs?: number;
   /** Aborted when the caller goes away; a queued request is then dropped and never run. */
   readonly signal?: AbortSignal;
+  /** The front door it came through (`v2-http`, `v2-grpc`, ...), for metrics and logs only. */
+  readonly protocol?: string;
+  /** W3C trace context of the caller (`traceparent` header value), for tracing only. */
+  readonly traceparent?: string;
 }
 
 /** The engine's answer, before any protocol encodes it. */

@@ -1,4 +1,5 @@
-import { TesseraError } from '../core/errors.js';
+import { TesseraError, toTesseraError, type ErrorCode } from '../core/errors.js';
+import { channels, publish } from '../core/events.js';
 import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { ModelMetadata, RepositoryIndexEntry } from '../core/metadata.js';
@@ -41,6 +42,7 @@ export interface ModelVersionDescription {
   readonly isDefault: boolean;
   readonly instances: number;
   readonly queueDepth: number;
+  readonly inFlight: number;
 }
 
 export interface ModelDescription {
@@ -165,6 +167,7 @@ export class Engine {
             isDefault: v === served,
             instances: v.state === 'READY' ? v.instanceCount : 0,
             queueDepth: v.queueDepth,
+            inFlight: v.inFlight,
           })),
         };
       });
@@ -205,8 +208,25 @@ export class Engine {
 
   /** Run one inference request. Throws TesseraError with a code for every failure. */
   async infer(request: InferenceRequest): Promise<InferenceResponse> {
+    const started = process.hrtime.bigint();
+    const startedAtMs = Date.now();
+    let version: string | undefined;
+    try {
+      const response = await this.inferResolved(request, (chosen) => {
+        version = chosen;
+      });
+      publishEnd(request, response.version, 'success', started, startedAtMs, response);
+      return response;
+    } catch (error) {
+      publishEnd(request, version, toTesseraError(error).code, started, startedAtMs, undefined);
+      throw error;
+    }
+  }
+
+  private async inferResolved(request: InferenceRequest, chose: (version: string) => void): Promise<InferenceResponse> {
     if (this.closing !== undefined) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests');
     const served = this.resolve(this.record(request.model), request.version);
+    chose(served.version);
     const scheduler = served.readyScheduler();
     const started = process.hrtime.bigint();
     let validated;
@@ -216,6 +236,13 @@ export class Engine {
       served.stats.recordFailure(Number(process.hrtime.bigint() - started));
       throw error;
     }
+    publish(channels.requestStart, () => ({
+      model: request.model,
+      version: served.version,
+      protocol: request.protocol ?? 'internal',
+      request,
+      inputs: validated.inputs,
+    }));
     // No await between resolving the version and queueing on it: a version swap cannot
     // interleave, so a request never lands on a scheduler that is already draining.
     const outputs = await scheduler.schedule({
@@ -226,6 +253,7 @@ export class Engine {
       ...(request.priority === undefined ? {} : { priority: request.priority }),
       ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
       ...(request.signal === undefined ? {} : { signal: request.signal }),
+      origin: request,
     });
     return {
       ...(request.id === undefined ? {} : { id: request.id }),
@@ -288,6 +316,26 @@ export class Engine {
     const reasons = [...record.versions.values()].map((v) => `version ${v.version} is ${v.state}${v.reason === '' ? '' : ` (${v.reason})`}`);
     throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' has no ready version: ${reasons.join('; ') || 'no versions selected'}`);
   }
+}
+
+function publishEnd(
+  request: InferenceRequest,
+  version: string | undefined,
+  outcome: 'success' | ErrorCode,
+  started: bigint,
+  startedAtMs: number,
+  response: InferenceResponse | undefined,
+): void {
+  publish(channels.requestEnd, () => ({
+    startedAtMs,
+    model: request.model,
+    version,
+    protocol: request.protocol ?? 'internal',
+    outcome,
+    durationSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+    request,
+    response,
+  }));
 }
 
 function readyVersions(record: ModelRecord): string[] {

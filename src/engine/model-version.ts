@@ -8,6 +8,7 @@ import { resolveSignature, type ModelSignature } from '../repository/signature.j
 import { Scheduler } from '../scheduler/scheduler.js';
 import { VersionStatistics } from '../scheduler/stats.js';
 import { warmUp, warmupBatchSizes } from './warmup.js';
+import { channels, publish } from '../core/events.js';
 
 /** Server-wide settings every version's scheduler starts from. */
 export interface SchedulingDefaults {
@@ -76,6 +77,7 @@ export class ModelVersion {
       this.state = 'READY';
       this.reason = '';
       logger.info({ model: this.model, version: this.version, ms: Math.round(performance.now() - started) }, 'model version ready');
+      publish(channels.modelLoaded, () => ({ model: this.model, version: this.version, ok: true, durationSeconds: (performance.now() - started) / 1000, reason: '' }));
     } catch (error) {
       const failure = toTesseraError(error, 'MODEL_LOAD_FAILED');
       this.state = 'UNAVAILABLE';
@@ -83,6 +85,13 @@ export class ModelVersion {
       await this.backendModel?.close();
       this.backendModel = undefined;
       logger.error({ model: this.model, version: this.version, reason: failure.message }, 'model version failed to load');
+      publish(channels.modelLoaded, () => ({
+        model: this.model,
+        version: this.version,
+        ok: false,
+        durationSeconds: (performance.now() - started) / 1000,
+        reason: failure.message,
+      }));
     }
   }
 
@@ -104,6 +113,10 @@ export class ModelVersion {
 
   get queueDepth(): number {
     return this.scheduler?.queueDepth ?? 0;
+  }
+
+  get inFlight(): number {
+    return this.scheduler?.inFlight ?? 0;
   }
 
   /**
@@ -128,6 +141,7 @@ export class ModelVersion {
       this.backendModel = undefined;
       this.state = 'UNAVAILABLE';
       this.reason = 'unloaded';
+      publish(channels.modelUnloaded, () => ({ model: this.model, version: this.version }));
     })();
     return this.unloading;
   }
@@ -138,6 +152,8 @@ export class ModelVersion {
     const levels = Math.max(1, batching?.priority_levels ?? 0);
     return new Scheduler({
       label: this.label,
+      modelName: this.model,
+      version: this.version,
       instances: this.backendModel!.instances,
       inputNames: signature.inputs.map((spec) => spec.name),
       policy: {

@@ -1,15 +1,19 @@
 import { performance } from 'node:perf_hooks';
 import { TesseraError } from '../core/errors.js';
+import type { InferenceRequest } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { BackendInstance } from '../backends/backend.js';
 import { concatInputs, splitOutputs } from './batch-assembly.js';
 import { decideBatch, type BatchCandidate, type BatchingPolicy } from './batching-policy.js';
 import { RingQueue } from './ring-queue.js';
 import type { VersionStatistics } from './stats.js';
+import { channels, publish } from '../core/events.js';
 
 export interface SchedulerOptions {
-  /** "model:version", for messages. */
+  /** "model 'm' version 1", for messages. */
   readonly label: string;
+  readonly modelName: string;
+  readonly version: string;
   readonly instances: readonly BackendInstance[];
   /** The model's input names, in the order batches pass them to the backend. */
   readonly inputNames: readonly string[];
@@ -43,6 +47,8 @@ export interface ScheduledRequest {
   readonly priority?: number;
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** The engine request this came from, passed through to observability events. */
+  readonly origin?: InferenceRequest;
 }
 
 type PendingState = 'queued' | 'running' | 'done';
@@ -68,6 +74,12 @@ class Pending implements BatchCandidate {
   get shapeKey(): string {
     return this.request.shapeKey;
   }
+}
+
+/** hrtime nanoseconds as epoch milliseconds. */
+const HRTIME_EPOCH_OFFSET_MS = Date.now() - Number(process.hrtime.bigint()) / 1e6;
+function epochMs(ns: bigint): number {
+  return HRTIME_EPOCH_OFFSET_MS + Number(ns) / 1e6;
 }
 
 /**
@@ -247,16 +259,38 @@ export class Scheduler {
       const outputNs = Number(t3 - t2) + timings.outputNs;
       const inferNs = Math.max(0, Number(t2 - t1) - timings.inputNs - timings.outputNs);
       this.options.stats.recordExecution(totalRows, inputNs, inferNs, outputNs);
+      const computeNs = Number(t3 - t0);
+      const { modelName: model, version } = this.options;
+      publish(channels.batchExecuted, () => ({ model, version, rows: totalRows, requests: batch.length, ok: true, computeSeconds: computeNs / 1e9 }));
       batch.forEach((item, r) => {
         const outputs = perRequest[r]!;
         const wanted = item.request.outputNames.map((name) => outputs.find((o) => o.name === name)!);
         item.state = 'done';
         this.options.stats.recordSuccess(Number(t3 - item.enqueuedNs), Number(item.dispatchedNs - item.enqueuedNs), inputNs, inferNs, outputNs);
+        publish(channels.requestScheduled, () => ({
+          model,
+          version,
+          request: item.request.origin,
+          queueSeconds: Number(item.dispatchedNs - item.enqueuedNs) / 1e9,
+          computeSeconds: computeNs / 1e9,
+          enqueuedAtMs: epochMs(item.enqueuedNs),
+          dispatchedAtMs: epochMs(item.dispatchedNs),
+          finishedAtMs: epochMs(t3),
+          batchRows: totalRows,
+        }));
         item.resolve(wanted);
       });
     } catch (error) {
       const failure = error instanceof TesseraError ? error : new TesseraError('INFERENCE_FAILED', (error as Error).message, { cause: error });
       const end = process.hrtime.bigint();
+      publish(channels.batchExecuted, () => ({
+        model: this.options.modelName,
+        version: this.options.version,
+        rows: totalRows,
+        requests: batch.length,
+        ok: false,
+        computeSeconds: Number(end - (batch[0]?.dispatchedNs ?? end)) / 1e9,
+      }));
       for (const item of batch) {
         item.state = 'done';
         this.options.stats.recordFailure(Number(end - item.enqueuedNs));
