@@ -3,8 +3,10 @@ import { parse as parseYaml } from 'yaml';
 import { parseServerConfig, serverConfigSchema, type ServerConfig } from '../config/server-config.js';
 
 /**
- * Server configuration from its four sources, highest first: command-line flags, TESSERA_*
- * environment variables, a config file (YAML or JSON, snake_case or camelCase keys), defaults.
+ * Server configuration from its sources, highest first: command-line flags, TESSERA_*
+ * environment variables, the managed-cloud platforms' own variables (SAGEMAKER_*, AIP_*,
+ * AZUREML_MODEL_DIR), a config file (YAML or JSON, snake_case or camelCase keys), what an
+ * enabled platform implies (SageMaker's port 8080 and /opt/ml/model), defaults.
  * This module and main.ts are the only readers of argv and the environment.
  */
 
@@ -53,8 +55,70 @@ function coerce(key: string, value: string): unknown {
   return value;
 }
 
+/** Platform variables that turn on an adapter (any SAGEMAKER_* variable also does). */
+const VERTEX_VARIABLES = ['AIP_MODE', 'AIP_HTTP_PORT', 'AIP_HEALTH_ROUTE', 'AIP_PREDICT_ROUTE'] as const;
+
+/**
+ * Settings from the variables managed-cloud platforms set in serving containers:
+ * SageMaker (any SAGEMAKER_*; SAGEMAKER_BIND_TO_PORT for inference pipelines; Tessera's own
+ * SAGEMAKER_DEFAULT_MODEL), Vertex AI (AIP_HTTP_PORT, AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE; the
+ * others, AIP_STORAGE_URI included, are ignored) and Azure ML (AZUREML_MODEL_DIR, the mounted
+ * model, becomes the repository).
+ */
+export function fromPlatformEnvironment(env: NodeJS.ProcessEnv): Source {
+  const out: Source = {};
+  const set = (name: string): string | undefined => (env[name] === undefined || env[name] === '' ? undefined : env[name]);
+  if (Object.keys(env).some((name) => name.startsWith('SAGEMAKER_'))) {
+    out['sagemaker'] = true;
+    const port = set('SAGEMAKER_BIND_TO_PORT');
+    if (port !== undefined) out['httpPort'] = Number(port);
+    const model = set('SAGEMAKER_DEFAULT_MODEL');
+    if (model !== undefined) out['defaultModel'] = model;
+  }
+  if (VERTEX_VARIABLES.some((name) => env[name] !== undefined)) {
+    out['vertex'] = true;
+    const port = set('AIP_HTTP_PORT');
+    if (port !== undefined) out['httpPort'] = Number(port);
+    const health = set('AIP_HEALTH_ROUTE');
+    if (health !== undefined) out['vertexHealthRoute'] = health;
+    const predict = set('AIP_PREDICT_ROUTE');
+    if (predict !== undefined) out['vertexPredictRoute'] = predict;
+  }
+  const azureModelDir = set('AZUREML_MODEL_DIR');
+  if (azureModelDir !== undefined) {
+    out['azureml'] = true;
+    out['modelRepository'] = azureModelDir;
+  }
+  return out;
+}
+
+/**
+ * What an enabled platform implies where no source says otherwise: SageMaker and Vertex AI
+ * send traffic to port 8080; SageMaker unpacks model artifacts into /opt/ml/model.
+ */
+export function platformDefaults(merged: Source): Source {
+  const out: Source = {};
+  if (merged['sagemaker'] === true || merged['vertex'] === true) out['httpPort'] = 8080;
+  if (merged['sagemaker'] === true) out['modelRepository'] = '/opt/ml/model';
+  return out;
+}
+
+/** Start-up log lines about platform variables that were noticed but are not acted on. */
+export function platformNotes(env: NodeJS.ProcessEnv): string[] {
+  const notes: string[] = [];
+  const sagemaker = Object.keys(env).filter((name) => name.startsWith('SAGEMAKER_'));
+  if (sagemaker.length > 0) notes.push(`SageMaker adapter enabled by ${sagemaker.join(', ')}`);
+  if (VERTEX_VARIABLES.some((name) => env[name] !== undefined)) notes.push('Vertex AI adapter enabled by AIP_* variables');
+  if (env['AIP_STORAGE_URI'] !== undefined) {
+    notes.push(`AIP_STORAGE_URI (${env['AIP_STORAGE_URI']}) is not downloaded: put the model repository in the image or a mounted volume`);
+  }
+  if (env['AZUREML_MODEL_DIR'] !== undefined) notes.push('Azure ML adapter enabled by AZUREML_MODEL_DIR, which is the model repository unless set otherwise');
+  return notes;
+}
+
 export function resolveServerConfig(flags: Source, env: NodeJS.ProcessEnv): ServerConfig {
   const configFile = (flags['config'] as string | undefined) ?? env['TESSERA_CONFIG'];
   const file = configFile === undefined ? {} : fromFile(configFile);
-  return parseServerConfig({ ...file, ...fromEnvironment(env), ...fromFlags(flags) });
+  const merged = { ...file, ...fromPlatformEnvironment(env), ...fromEnvironment(env), ...fromFlags(flags) };
+  return parseServerConfig({ ...platformDefaults(merged), ...merged });
 }

@@ -1,21 +1,19 @@
 import { readFile } from 'node:fs/promises';
-import { toTesseraError } from '../core/errors.js';
 import { decodeInferenceRequest } from '../protocols/http/v2/decode.js';
 import { encodeInferenceResponse } from '../protocols/http/v2/encode.js';
-import { startLocalEngine } from './local-engine.js';
+import { reportFailure, startLocalEngine } from './local-engine.js';
 
 /** `tessera infer <model> --input request.json`: one inference in-process; prints the V2 response. */
 export async function inferCommand(model: string, flags: { input: string; modelRepository: string; modelVersion?: string }): Promise<void> {
-  const engine = await startLocalEngine(flags.modelRepository);
+  const engine = await startLocalEngine(flags.modelRepository).catch((error: unknown) => reportFailure('infer', error));
+  if (engine === undefined) return;
   try {
     const body: unknown = JSON.parse(await readFile(flags.input, 'utf8'));
     const request = decodeInferenceRequest(body, { model, ...(flags.modelVersion === undefined ? {} : { version: flags.modelVersion }) });
     const response = await engine.infer(request);
     process.stdout.write(`${encodeInferenceResponse(response)}\n`);
   } catch (error) {
-    const failure = toTesseraError(error);
-    process.stderr.write(`tessera infer: ${failure.code}: ${failure.message}\n`);
-    process.exitCode = 1;
+    reportFailure('infer', error);
   } finally {
     await engine.close();
   }

@@ -11,7 +11,7 @@ export function buildProgram(): Command {
 
   program
     .command('serve')
-    .description('serve a model repository over the KServe V2 protocol')
+    .description('serve a model repository over KServe V2 REST, TF Serving REST, TorchServe and the SageMaker / Vertex AI / Azure ML contracts')
     .option('--model-repository <dir>', 'model repository directory (env TESSERA_MODEL_REPOSITORY)')
     .option('--host <host>', 'address to listen on (default 0.0.0.0)')
     .option('--http-port <port>', 'HTTP port (default 8000; 0 picks a free port)')
@@ -21,6 +21,16 @@ export function buildProgram(): Command {
     .option('--max-queue-size <n>', 'per-version queue bound for models whose config sets none (default 1024)')
     .option('--body-limit-bytes <n>', 'largest request body accepted (default 64 MiB)')
     .option('--shutdown-grace-ms <ms>', 'how long shutdown lets queued and running requests finish (default 30000)')
+    .option('--response-compression <bool>', 'gzip/deflate responses for clients that accept them (default true)')
+    .option('--compression-threshold-bytes <n>', 'smallest response that is compressed (default 1024)')
+    .option('--tf-serving <bool>', 'TensorFlow Serving REST API under /v1/models (default true)')
+    .option('--torch-serve <bool>', 'TorchServe inference API: /ping, /predictions (default true)')
+    .option('--sagemaker', 'Amazon SageMaker contract: /ping, /invocations on port 8080, models in /opt/ml/model (also: any SAGEMAKER_* variable)')
+    .option('--vertex', 'Google Vertex AI contract: AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE on AIP_HTTP_PORT (also: AIP_* variables)')
+    .option('--vertex-health-route <path>', 'Vertex AI health route when AIP_HEALTH_ROUTE is unset (default /health)')
+    .option('--vertex-predict-route <path>', 'Vertex AI predict route when AIP_PREDICT_ROUTE is unset (default /predict)')
+    .option('--azureml', 'Azure ML contract: GET /, POST /score (also: AZUREML_MODEL_DIR)')
+    .option('--default-model <name>', 'model served by /invocations, Vertex predict and /score (default: the only model; env SAGEMAKER_DEFAULT_MODEL)')
     .action(serveCommand);
 
   program

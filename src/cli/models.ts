@@ -1,8 +1,9 @@
-import { startLocalEngine } from './local-engine.js';
+import { reportFailure, startLocalEngine } from './local-engine.js';
 
 /** `tessera models <repo>`: load every model and print name, version, state and reason. */
 export async function modelsCommand(repository: string, flags: { json?: boolean }): Promise<void> {
-  const engine = await startLocalEngine(repository);
+  const engine = await startLocalEngine(repository).catch((error: unknown) => reportFailure('models', error));
+  if (engine === undefined) return;
   try {
     const index = engine.repositoryIndex();
     if (flags.json === true) {

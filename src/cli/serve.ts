@@ -1,4 +1,4 @@
-import { resolveServerConfig } from './config-sources.js';
+import { platformNotes, resolveServerConfig } from './config-sources.js';
 import { createLogger } from '../server/logger.js';
 import { startServer } from '../server/server.js';
 
@@ -12,6 +12,7 @@ export async function serveCommand(flags: Record<string, unknown>): Promise<void
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
+  for (const note of platformNotes(process.env)) logger.info({}, note);
   let server;
   try {
     server = await startServer(config, { logger });

@@ -21,7 +21,15 @@ export const SERVER_DEFAULTS = {
   retryAfterSeconds: 1,
   /** Grace period for in-flight and queued requests on shutdown. */
   shutdownGraceMs: 30_000,
+  /** Responses smaller than this are not compressed (gzip costs more than it saves on them). */
+  compressionThresholdBytes: 1024,
+  /** Vertex AI routes when AIP_HEALTH_ROUTE / AIP_PREDICT_ROUTE are not set (local runs). */
+  vertexHealthRoute: '/health',
+  vertexPredictRoute: '/predict',
 } as const;
+
+/** An HTTP route path: starts with '/', no spaces, no wildcard or query. */
+const routePath = z.string().regex(/^\/[^\s?#*]*$/, "must be a path starting with '/', without spaces, '?', '#' or '*'");
 
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -42,6 +50,25 @@ export const serverConfigSchema = z.strictObject({
    * requests are queued, so tests can assert exact batch compositions. 0 = off.
    */
   delaySchedulerUntil: z.number().int().min(0).default(0),
+
+  // HTTP protocols and encodings (src/protocols/http; docs/http-protocols.md).
+  /** gzip/deflate responses for clients that accept them. */
+  responseCompression: z.boolean().default(true),
+  compressionThresholdBytes: z.number().int().min(0).default(SERVER_DEFAULTS.compressionThresholdBytes),
+  /** TensorFlow Serving's REST API under /v1/models. */
+  tfServing: z.boolean().default(true),
+  /** TorchServe's inference API: /ping and /predictions. */
+  torchServe: z.boolean().default(true),
+  /** Amazon SageMaker's container contract: /ping and /invocations (port 8080 unless set). */
+  sagemaker: z.boolean().default(false),
+  /** Google Vertex AI's custom-container contract: health and predict routes (port 8080 unless set). */
+  vertex: z.boolean().default(false),
+  vertexHealthRoute: routePath.default(SERVER_DEFAULTS.vertexHealthRoute),
+  vertexPredictRoute: routePath.default(SERVER_DEFAULTS.vertexPredictRoute),
+  /** Azure Machine Learning's online-endpoint contract: GET / and POST /score. */
+  azureml: z.boolean().default(false),
+  /** The model the single-model platform endpoints serve; unset: the repository's only model. */
+  defaultModel: z.string().min(1).optional(),
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigSchema>;

@@ -339,5 +339,8 @@ function publishEnd(
 }
 
 function readyVersions(record: ModelRecord): string[] {
-  return [...record.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
+  return [...record.versions.values()]
+    .filter((v) => v.state === 'READY')
+    .map((v) => v.version)
+    .sort((a, b) => Number(a) - Number(b));
 }

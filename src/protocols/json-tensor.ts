@@ -20,14 +20,24 @@ const INTEGER_RANGE: Partial<Record<DataType, readonly [number, number]>> = {
   INT32: [-0x80000000, 0x7fffffff],
 };
 
+/** Options of {@link tensorDataFromJson}. */
+export interface JsonTensorOptions {
+  /**
+   * Accept `{"b64": "<base64>"}` for BYTES elements: TF Serving's encoding of binary strings
+   * (api_rest.md, "Encoding binary values").
+   */
+  readonly base64Objects?: boolean;
+}
+
 /** Convert JSON `data` of an input named in `where` to the typed array of `datatype`. */
-export function tensorDataFromJson(datatype: DataType, data: unknown, where: string): TensorData {
+export function tensorDataFromJson(datatype: DataType, data: unknown, where: string, options: JsonTensorOptions = {}): TensorData {
   if (!Array.isArray(data)) throw invalid(`${where}: 'data' must be an array, got ${describe(data)}`);
   const flat = isFlat(data) ? data : flatten(data, where);
   if (datatype === 'BYTES') {
     return flat.map((value, i) => {
-      if (typeof value !== 'string') throw invalid(`${where}: element ${i} is ${describe(value)}; BYTES elements are strings`);
-      return Buffer.from(value, 'utf8');
+      if (typeof value === 'string') return Buffer.from(value, 'utf8');
+      if (options.base64Objects === true && isBase64Object(value)) return Buffer.from(value.b64, 'base64');
+      throw invalid(`${where}: element ${i} is ${describe(value)}; BYTES elements are strings${options.base64Objects === true ? ' or {"b64": "..."} objects' : ''}`);
     });
   }
   const out = allocate(datatype, flat.length);
@@ -103,6 +113,76 @@ export function tensorDataToJsonValues(datatype: DataType, data: TensorData): (n
   if (datatype === 'FP16') return Array.from(data as Uint16Array, (v) => finiteOrNullValue(fromHalfBits(v)));
   if (datatype === 'INT64' || datatype === 'UINT64') return Array.from(data as BigInt64Array, (v) => Number(v));
   return Array.from(data as Float32Array, finiteOrNullValue);
+}
+
+/** TF Serving's binary string value: an object whose only key is `b64`. */
+export function isBase64Object(value: unknown): value is { b64: string } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const keys = Object.keys(value);
+  return keys.length === 1 && keys[0] === 'b64' && typeof (value as { b64: unknown }).b64 === 'string';
+}
+
+/**
+ * The shape of nested JSON arrays (`[[1,2],[3,4]]` → [2,2]; a scalar → []), refusing ragged
+ * nesting with the path where it breaks. Non-array values (numbers, strings, booleans,
+ * `{"b64"}` objects) are elements.
+ */
+export function inferJsonShape(value: unknown, where: string): number[] {
+  const shape: number[] = [];
+  for (let node = value; Array.isArray(node); node = node[0]) {
+    shape.push(node.length);
+    if (shape.length > MAX_JSON_TENSOR_RANK) throw invalid(`${where}: the value is nested deeper than ${MAX_JSON_TENSOR_RANK} levels`);
+    if (node.length === 0) break;
+  }
+  const check = (node: unknown, depth: number, path: string): void => {
+    if (depth === shape.length) {
+      if (Array.isArray(node)) throw invalid(`${where}: ragged value: ${path} is an array where the first element's nesting has a scalar`);
+      return;
+    }
+    if (!Array.isArray(node)) throw invalid(`${where}: ragged value: ${path} is ${describe(node)} where an array of ${shape[depth]} is expected`);
+    if (node.length !== shape[depth]) {
+      throw invalid(`${where}: ragged value: ${path} has ${node.length} elements where the first has ${shape[depth]}`);
+    }
+    for (let i = 0; i < node.length; i++) check(node[i], depth + 1, `${path}[${i}]`);
+  };
+  check(value, 0, 'value');
+  return shape;
+}
+
+/**
+ * Why nested `data` is not rectangular (sibling arrays of different lengths, e.g.
+ * [[1,2,3,4,5],[6,7,8]]), or undefined when it is. Flat data is always rectangular.
+ */
+export function nestingProblem(data: unknown): string | undefined {
+  const lengths: number[] = [];
+  const walk = (node: unknown, depth: number): string | undefined => {
+    if (!Array.isArray(node)) return undefined;
+    if (depth > MAX_JSON_TENSOR_RANK) return `the value is nested deeper than ${MAX_JSON_TENSOR_RANK} levels`;
+    const seen = lengths[depth];
+    if (seen === undefined) lengths[depth] = node.length;
+    else if (seen !== node.length) return `arrays at nesting depth ${depth + 1} have ${seen} and ${node.length} elements`;
+    for (const item of node) {
+      const problem = walk(item, depth + 1);
+      if (problem !== undefined) return problem;
+    }
+    return undefined;
+  };
+  return walk(data, 0);
+}
+
+/** Flat row-major values nested to `shape` (rank 0 → the one value). */
+export function nestJsonValues<T>(flat: readonly T[], shape: readonly number[]): unknown {
+  if (shape.length === 0) return flat[0];
+  const build = (offset: number, depth: number): unknown[] => {
+    const size = shape[depth]!;
+    if (depth === shape.length - 1) return flat.slice(offset, offset + size);
+    let stride = 1;
+    for (let d = depth + 1; d < shape.length; d++) stride *= shape[d]!;
+    const out: unknown[] = new Array(size);
+    for (let i = 0; i < size; i++) out[i] = build(offset + i * stride, depth + 1);
+    return out;
+  };
+  return build(0, 0);
 }
 
 function allFinite(data: Float32Array): boolean {

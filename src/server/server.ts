@@ -5,6 +5,7 @@ import { OnnxBackend } from '../backends/onnx/backend.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { Engine } from '../engine/engine.js';
 import { buildHttpApp } from '../protocols/http/app.js';
+import { singleModelProblem } from '../protocols/http/cloud/single-model.js';
 import { createLogger } from './logger.js';
 import { TESSERA_VERSION } from './version.js';
 
@@ -13,6 +14,7 @@ const DEFAULT_MAX_BATCH_SIZE = 8;
 
 export interface TesseraServer {
   readonly engine: Engine;
+  // Further listeners (gRPC's port) join here: each with its port, each closed by close().
   /** Port the HTTP listener is bound to (useful with port 0). */
   readonly httpPort: number;
   /** Base URL of the HTTP listener, e.g. http://127.0.0.1:8000. */
@@ -52,7 +54,20 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     errors: { queueFullStatus: config.queueFullStatus },
     serverName: 'tessera',
     serverVersion: TESSERA_VERSION,
+    compression: { enabled: config.responseCompression, thresholdBytes: config.compressionThresholdBytes },
+    protocols: {
+      tfServing: config.tfServing,
+      torchServe: config.torchServe,
+      sagemaker: config.sagemaker,
+      vertex: config.vertex ? { healthRoute: config.vertexHealthRoute, predictRoute: config.vertexPredictRoute } : undefined,
+      azureml: config.azureml,
+      defaultModel: config.defaultModel,
+    },
   });
+  if (config.sagemaker || config.vertex || config.azureml) {
+    const problem = singleModelProblem(engine, config.defaultModel);
+    if (problem !== undefined) logger.warn({}, `single-model platform endpoints will refuse requests: ${problem}`);
+  }
   try {
     await app.listen({ host: config.host, port: config.httpPort });
   } catch (error) {
@@ -61,7 +76,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   }
   const address = app.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  logger.info({ http: `${host}:${address.port}`, repository: config.modelRepository }, 'tessera is serving');
+  const protocols = ['v2', ...(config.tfServing ? ['tf-serving'] : []), ...(config.torchServe ? ['torchserve'] : []), ...(config.sagemaker ? ['sagemaker'] : []), ...(config.vertex ? ['vertex'] : []), ...(config.azureml ? ['azureml'] : [])];
+  logger.info({ http: `${host}:${address.port}`, repository: config.modelRepository, protocols }, 'tessera is serving');
   let closing: Promise<void> | undefined;
   return {
     engine,

@@ -1,24 +1,72 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastifyCompress from '@fastify/compress';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { TesseraError } from '../../core/errors.js';
 import type { Engine } from '../../engine/engine.js';
-import { sendError, type HttpErrorPolicy } from './errors.js';
+import { registerBodyParser } from './body.js';
+import { registerAzureMlRoutes } from './cloud/azureml.js';
+import { registerSageMakerRoutes } from './cloud/sagemaker.js';
+import { registerVertexRoutes } from './cloud/vertex.js';
+import { errorObject, sendError, type ErrorBody, type HttpErrorPolicy } from './errors.js';
+import { registerTfServingRoutes } from './tfserving/routes.js';
+import { torchServeErrorBody } from './torchserve/errors.js';
+import { registerPingRoute, registerTorchServeRoutes } from './torchserve/routes.js';
 import { registerV2Routes } from './v2/routes.js';
+
+/** Which protocols besides KServe V2 the HTTP listener speaks. */
+export interface HttpProtocols {
+  /** TensorFlow Serving REST under /v1/models. */
+  readonly tfServing: boolean;
+  /** TorchServe's /ping and /predictions. */
+  readonly torchServe: boolean;
+  /** SageMaker's /ping and /invocations. */
+  readonly sagemaker: boolean;
+  /** Vertex AI's health and predict routes (AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE), when enabled. */
+  readonly vertex: { readonly healthRoute: string; readonly predictRoute: string } | undefined;
+  /** Azure ML's GET / and POST /score. */
+  readonly azureml: boolean;
+  /** The model single-model platform endpoints serve; undefined: the repository's only model. */
+  readonly defaultModel: string | undefined;
+}
+
+/** Response compression (gzip/deflate when the client's Accept-Encoding allows). */
+export interface HttpCompression {
+  readonly enabled: boolean;
+  /** Responses smaller than this are sent uncompressed. */
+  readonly thresholdBytes: number;
+}
 
 export interface HttpAppOptions {
   readonly engine: Engine;
   readonly logger: FastifyBaseLogger;
+  /** Largest request body, compressed and decompressed. */
   readonly bodyLimitBytes: number;
   readonly errors: HttpErrorPolicy;
   readonly serverName: string;
   readonly serverVersion: string;
+  /** Default: gzip/deflate above 1 KiB. */
+  readonly compression?: HttpCompression;
+  /** Default: TF Serving and TorchServe on, platform adapters off. */
+  readonly protocols?: Partial<HttpProtocols>;
 }
 
+export const DEFAULT_PROTOCOLS: HttpProtocols = {
+  tfServing: true,
+  torchServe: true,
+  sagemaker: false,
+  vertex: undefined,
+  azureml: false,
+  defaultModel: undefined,
+};
+
 /**
- * The HTTP front door. Bodies arrive as raw Buffers whatever their content type (curl's -d
- * sends form encoding; Triton's binary extension sends octet streams): each protocol parses
- * its own body, so parse errors carry protocol-specific messages.
+ * The HTTP front door: one Fastify app, one body parser (raw Buffers, decompressed and bounded;
+ * see body.ts), response compression, and each protocol as a thin adapter over engine.infer().
+ * Every error, whatever raised it, is answered in the shape of the protocol whose route it hit.
  */
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
+  const protocols = { ...DEFAULT_PROTOCOLS, ...options.protocols };
+  const compression = options.compression ?? { enabled: true, thresholdBytes: 1024 };
+  const { engine, errors } = options;
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimitBytes,
@@ -28,24 +76,69 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: false,
   });
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  registerBodyParser(app, options.bodyLimitBytes);
+  closeConnectionsWhenClosing(app);
+  if (compression.enabled) {
+    // Request bodies are decompressed by the body parser (bounded); the plugin only compresses replies.
+    void app.register(fastifyCompress, { global: true, globalDecompression: false, encodings: ['gzip', 'deflate'], threshold: compression.thresholdBytes });
+  }
 
-  registerV2Routes(app, options);
-
+  const onError = errorHandler(options.bodyLimitBytes, errors);
+  app.setErrorHandler(onError(errorObject));
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new TesseraError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url}`), options.errors),
+    sendError(reply, new TesseraError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url}`), errors),
   );
-  app.setErrorHandler((error, _request, reply) => {
-    // Errors Fastify raises before a handler runs: body too large, bad content length, ...
-    const fastifyError = error as { code?: string; statusCode?: number; message: string };
-    if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return sendError(reply, new TesseraError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${options.bodyLimitBytes} bytes`), options.errors);
-    }
-    if (fastifyError.statusCode !== undefined && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
-      return sendError(reply, new TesseraError('INVALID_REQUEST', fastifyError.message), options.errors);
-    }
-    return sendError(reply, error, options.errors);
-  });
+
+  // Routes are registered as plugins so that they load after the compression plugin's hooks.
+  void app.register(async (scope) => registerV2Routes(scope, options));
+  if (protocols.tfServing) void app.register(async (scope) => registerTfServingRoutes(scope, { engine, errors }));
+  if (protocols.torchServe || protocols.sagemaker) void app.register(async (scope) => registerPingRoute(scope, engine));
+  if (protocols.torchServe) {
+    void app.register(async (scope) => {
+      scope.setErrorHandler(onError(torchServeErrorBody));
+      registerTorchServeRoutes(scope, { engine, errors });
+    });
+  }
+  const { defaultModel } = protocols;
+  if (protocols.sagemaker) {
+    void app.register(async (scope) => registerSageMakerRoutes(scope, { engine, errors, defaultModel, bodyLimitBytes: options.bodyLimitBytes }));
+  }
+  const vertex = protocols.vertex;
+  if (vertex !== undefined) void app.register(async (scope) => registerVertexRoutes(scope, { engine, errors, defaultModel, ...vertex }));
+  if (protocols.azureml) void app.register(async (scope) => registerAzureMlRoutes(scope, { engine, errors, defaultModel }));
   return app;
+}
+
+/**
+ * Errors raised before a handler runs (body too large, bad content length, a body the parser
+ * refused) in the error shape `body` of the scope's protocol.
+ */
+function errorHandler(bodyLimitBytes: number, errors: HttpErrorPolicy) {
+  return (body: ErrorBody) =>
+    (error: FastifyError | TesseraError, _request: unknown, reply: FastifyReply): FastifyReply => {
+      const fastifyError = error as { code?: string; statusCode?: number; message: string };
+      if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        return sendError(reply, new TesseraError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${bodyLimitBytes} bytes`), errors, body);
+      }
+      if (!(error instanceof TesseraError) && fastifyError.statusCode !== undefined && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
+        return sendError(reply, new TesseraError('INVALID_REQUEST', fastifyError.message), errors, body);
+      }
+      return sendError(reply, error, errors, body);
+    };
+}
+
+/**
+ * Once close() starts, every response says `Connection: close`, so a keep-alive connection
+ * that was busy when closing began is closed after its response instead of idling until its
+ * keep-alive timeout and holding close() up (idle ones are closed by the server at once).
+ */
+function closeConnectionsWhenClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
 }

@@ -1,4 +1,4 @@
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toTesseraError, type ErrorCategory, type TesseraError } from '../../core/errors.js';
 
 /** The one map from error category to HTTP status; the compiler checks it is complete. */
@@ -23,20 +23,49 @@ export interface HttpErrorPolicy {
   readonly queueFullStatus: number;
 }
 
+/** The HTTP status of an error: its category's, with two code-level refinements. */
 export function httpStatusOf(error: TesseraError, policy: HttpErrorPolicy): number {
   if (error.code === 'QUEUE_FULL') return policy.queueFullStatus;
+  // RFC 9110 §15.5.16: the body's media type (or content coding) is not one the endpoint takes.
+  if (error.code === 'UNSUPPORTED_MEDIA_TYPE') return 415;
   return HTTP_STATUS[error.category];
 }
 
+/** Builds a protocol's error body from the error and the status it is answered with. */
+export type ErrorBody = (error: TesseraError, status: number) => object;
+
+/** The V2 / TF Serving / cloud error object: `{"error": message}`. */
+export const errorObject: ErrorBody = (error) => ({ error: error.message });
+
 /**
- * Answer with `{"error": message}` (the V2 error object; TF Serving's and TorchServe's
- * adapters shape their own bodies from the same status) and Retry-After where one applies.
+ * Answer with `{"error": message}` (the V2 error object; protocols with another error shape,
+ * such as TorchServe's, pass `body`) and Retry-After where one applies.
  */
-export function sendError(reply: FastifyReply, thrown: unknown, policy: HttpErrorPolicy, body?: (error: TesseraError) => object): FastifyReply {
+export function sendError(reply: FastifyReply, thrown: unknown, policy: HttpErrorPolicy, body: ErrorBody = errorObject): FastifyReply {
   const error = toTesseraError(thrown);
   const status = httpStatusOf(error, policy);
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
   if (status >= 500) reply.request.log.error({ err: error, code: error.code }, error.message);
   else reply.request.log.debug({ code: error.code }, error.message);
-  return reply.code(status).type('application/json').send(JSON.stringify(body === undefined ? { error: error.message } : body(error)));
+  return reply.code(status).type('application/json').send(JSON.stringify(body(error, status)));
+}
+
+/** A route handler of Fastify with typed path parameters. */
+export type Handler<P> = (request: FastifyRequest<{ Params: P }>, reply: FastifyReply) => Promise<unknown> | unknown;
+
+/** Wrap a handler so that every thrown error is answered by {@link sendError} in `body`'s shape. */
+export function guarded(policy: HttpErrorPolicy, body: ErrorBody = errorObject) {
+  return <P>(fn: Handler<P>) =>
+    async (request: FastifyRequest<{ Params: P }>, reply: FastifyReply): Promise<unknown> => {
+      try {
+        return await fn(request, reply);
+      } catch (error) {
+        return sendError(reply, error, policy, body);
+      }
+    };
+}
+
+/** Send `body` as JSON text with a status. */
+export function sendJson(reply: FastifyReply, status: number, body: unknown): FastifyReply {
+  return reply.code(status).type('application/json').send(typeof body === 'string' ? body : JSON.stringify(body));
 }

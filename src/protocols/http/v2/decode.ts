@@ -2,7 +2,9 @@ import { isDataType } from '../../../core/datatype.js';
 import { TesseraError } from '../../../core/errors.js';
 import type { InferenceRequest, RequestedOutput } from '../../../core/inference.js';
 import type { ParameterValue, Parameters, Tensor } from '../../../core/tensor.js';
-import { describe, tensorDataFromJson } from '../../json-tensor.js';
+import { elementCount } from '../../../core/shape.js';
+import { describe, nestingProblem, tensorDataFromJson } from '../../json-tensor.js';
+import { tensorDataFromBinary, type BinaryTail } from './binary.js';
 
 /** Where the request came from: path parameters and the caller's abort signal. */
 export interface RequestTarget {
@@ -14,9 +16,10 @@ export interface RequestTarget {
 /**
  * Decode a V2 inference request body (the Open Inference Protocol's $inference_request) into
  * the engine's InferenceRequest. Request parameters `priority` and `timeout` (microseconds)
- * are Triton's scheduling parameters.
+ * are Triton's scheduling parameters. With `tail` (the binary tensor data extension), inputs
+ * with parameter `binary_data_size` take their bytes from it, in order.
  */
-export function decodeInferenceRequest(body: unknown, target: RequestTarget): InferenceRequest {
+export function decodeInferenceRequest(body: unknown, target: RequestTarget, tail?: BinaryTail): InferenceRequest {
   if (!isObject(body)) throw invalid(`the request body must be a JSON object, got ${describe(body)}`);
   const id = body['id'];
   if (id !== undefined && typeof id !== 'string') throw invalid(`'id' must be a string, got ${describe(id)}`);
@@ -24,7 +27,8 @@ export function decodeInferenceRequest(body: unknown, target: RequestTarget): In
   const inputsJson = body['inputs'];
   if (!Array.isArray(inputsJson)) throw invalid(`'inputs' must be an array of tensors, got ${describe(inputsJson)}`);
   if (inputsJson.length === 0) throw invalid("'inputs' is empty; send at least one input tensor");
-  const inputs = inputsJson.map((input, i) => decodeInput(input, i));
+  const inputs = inputsJson.map((input, i) => decodeInput(input, i, tail));
+  tail?.finish();
   const outputsJson = body['outputs'];
   let outputs: RequestedOutput[] | undefined;
   if (outputsJson !== undefined) {
@@ -46,7 +50,7 @@ export function decodeInferenceRequest(body: unknown, target: RequestTarget): In
   };
 }
 
-function decodeInput(json: unknown, index: number): Tensor {
+function decodeInput(json: unknown, index: number, tail: BinaryTail | undefined): Tensor {
   if (!isObject(json)) throw invalid(`inputs[${index}] must be an object, got ${describe(json)}`);
   const name = json['name'];
   if (typeof name !== 'string' || name === '') throw invalid(`inputs[${index}].name must be a non-empty string, got ${describe(name)}`);
@@ -59,9 +63,28 @@ function decodeInput(json: unknown, index: number): Tensor {
   if (!Array.isArray(shape) || !shape.every((dim) => typeof dim === 'number' && Number.isSafeInteger(dim) && dim >= 0)) {
     throw new TesseraError('INVALID_INPUT_SHAPE', `${where}: 'shape' must be an array of non-negative integers, got ${Array.isArray(shape) ? JSON.stringify(shape).slice(0, 80) : describe(shape)}`);
   }
-  decodeParameters(json['parameters'], `${where} 'parameters'`);
+  const parameters = decodeParameters(json['parameters'], `${where} 'parameters'`);
+  const binarySize = parameters?.['binary_data_size'];
+  if (binarySize !== undefined) {
+    // extension_binary_data.md: "binary_data_size": int64, the size of the tensor's binary data.
+    if (typeof binarySize !== 'number' || !Number.isSafeInteger(binarySize) || binarySize < 0) {
+      throw new TesseraError('INVALID_PARAMETER', `${where}: parameter 'binary_data_size' must be a non-negative integer, got ${describe(binarySize)}`);
+    }
+    if ('data' in json) throw invalid(`${where}: has both 'data' and parameter 'binary_data_size'; send one`);
+    if (tail === undefined) {
+      throw invalid(`${where}: parameter 'binary_data_size' is set but the request has no binary data (the Inference-Header-Content-Length header is missing)`);
+    }
+    const data = tensorDataFromBinary(datatype, shape as number[], tail.take(binarySize, where), where);
+    return { name, datatype, shape: shape as number[], data } as Tensor;
+  }
   if (!('data' in json)) throw invalid(`${where}: 'data' is missing`);
   const data = tensorDataFromJson(datatype, json['data'], where);
+  // Ragged rows whose element count happens to fit the shape would be silently re-cut: refuse them.
+  const count = elementCount(shape as number[]);
+  if (count === data.length) {
+    const problem = nestingProblem(json['data']);
+    if (problem !== undefined) throw new TesseraError('INVALID_INPUT_DATA', `${where}: 'data' is ragged: ${problem}`);
+  }
   return { name, datatype, shape: shape as number[], data } as Tensor;
 }
 

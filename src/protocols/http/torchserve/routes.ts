@@ -1,0 +1,51 @@
+import type { FastifyInstance } from 'fastify';
+import type { Engine } from '../../../engine/engine.js';
+import { abortOnDisconnect } from '../disconnect.js';
+import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
+import { payloadsOf } from '../payload.js';
+import { torchServeErrorBody } from './errors.js';
+import { predictTabular } from './handler.js';
+
+export interface TorchServeRoutesOptions {
+  readonly engine: Engine;
+  readonly errors: HttpErrorPolicy;
+}
+
+type Params = { model: string; version?: string };
+
+/**
+ * TorchServe's inference API (pytorch/serve docs/inference_api.md): `POST|PUT
+ * /predictions/{model}[/{version}]` with the raw body or a multipart upload (`curl -T file` sends
+ * PUT, `curl -F data=@file` multipart), answered by the default tabular/JSON handler. Errors
+ * are TorchServe's `{"code", "type", "message"}`. `GET /ping` is registered by
+ * {@link registerPingRoute}, shared with SageMaker.
+ */
+export function registerTorchServeRoutes(app: FastifyInstance, options: TorchServeRoutesOptions): void {
+  const { engine } = options;
+  const handle = guarded(options.errors, torchServeErrorBody);
+  for (const url of ['/predictions/:model', '/predictions/:model/:version']) {
+    app.route<{ Params: Params }>({
+      method: ['POST', 'PUT'],
+      url,
+      handler: handle<Params>(async (req, reply) => {
+        const payloads = await payloadsOf(req);
+        const signal = abortOnDisconnect(req, reply);
+        const { model, version } = req.params;
+        const answer = await predictTabular(engine, { model, ...(version === undefined ? {} : { version }), signal }, payloads);
+        return sendJson(reply, 200, answer);
+      }),
+    });
+  }
+}
+
+/**
+ * `GET /ping`: TorchServe's health API (current releases answer `{"status": "Healthy"}`) and
+ * SageMaker's health check (any 200 is healthy). 503 `{"status": "Unhealthy"}` while the server
+ * is not ready (loading, shutting down, or a model unavailable under strict readiness).
+ */
+export function registerPingRoute(app: FastifyInstance, engine: Engine): void {
+  app.get('/ping', (_req, reply) => {
+    const ready = engine.isReady();
+    return sendJson(reply, ready ? 200 : 503, { status: ready ? 'Healthy' : 'Unhealthy' });
+  });
+}
