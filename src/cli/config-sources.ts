@@ -52,6 +52,7 @@ function coerce(key: string, value: string): unknown {
   const kind = typeof defaults[key];
   if (kind === 'number') return value.trim() === '' ? value : Number(value);
   if (kind === 'boolean') return value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
+  if (Array.isArray(defaults[key])) return value.split(',').map((item) => item.trim()).filter((item) => item !== '');
   return value;
 }
 

@@ -9,7 +9,7 @@ export async function inferCommand(model: string, flags: { input: string; modelR
   if (engine === undefined) return;
   try {
     const body: unknown = JSON.parse(await readFile(flags.input, 'utf8'));
-    const request = decodeInferenceRequest(body, { model, ...(flags.modelVersion === undefined ? {} : { version: flags.modelVersion }) });
+    const request = decodeInferenceRequest(body, { model, protocol: 'cli', ...(flags.modelVersion === undefined ? {} : { version: flags.modelVersion }) });
     const response = await engine.infer(request);
     process.stdout.write(`${encodeInferenceResponse(response)}\n`);
   } catch (error) {

@@ -30,6 +30,15 @@ export function buildProgram(): Command {
     .option('--vertex-health-route <path>', 'Vertex AI health route when AIP_HEALTH_ROUTE is unset (default /health)')
     .option('--vertex-predict-route <path>', 'Vertex AI predict route when AIP_PREDICT_ROUTE is unset (default /predict)')
     .option('--azureml', 'Azure ML contract: GET /, POST /score (also: AZUREML_MODEL_DIR)')
+    .option('--grpc <bool>', 'V2 gRPC service (default true)')
+    .option('--grpc-port <port>', 'gRPC port (default 8001)')
+    .option('--grpc-max-message-bytes <n>', 'largest gRPC message (default 256 MiB)')
+    .option('--metrics <bool>', 'Prometheus metrics (default true)')
+    .option('--metrics-port <port>', 'metrics port (default 8002)')
+    .option('--metrics-on-http-port <bool>', 'serve /metrics on the HTTP port instead of its own (default false)')
+    .addOption(new Option('--model-control-mode <mode>', 'none: load all at start; poll: follow the repository; explicit: load on request').choices(['none', 'poll', 'explicit']))
+    .option('--load-model <name...>', 'explicit mode: models to load at start (repeatable; * = all)')
+    .option('--repository-poll-secs <s>', 'poll mode: seconds between repository scans (default 15)')
     .option('--default-model <name>', 'model served by /invocations, Vertex predict and /score (default: the only model; env SAGEMAKER_DEFAULT_MODEL)')
     .action(serveCommand);
 

@@ -21,6 +21,10 @@ export const SERVER_DEFAULTS = {
   retryAfterSeconds: 1,
   /** Grace period for in-flight and queued requests on shutdown. */
   shutdownGraceMs: 30_000,
+  grpcPort: 8001,
+  grpcMaxMessageBytes: 256 * 1024 * 1024,
+  metricsPort: 8002,
+  repositoryPollSecs: 15,
   /** Responses smaller than this are not compressed (gzip costs more than it saves on them). */
   compressionThresholdBytes: 1024,
   /** Vertex AI routes when AIP_HEALTH_ROUTE / AIP_PREDICT_ROUTE are not set (local runs). */
@@ -50,6 +54,22 @@ export const serverConfigSchema = z.strictObject({
    * requests are queued, so tests can assert exact batch compositions. 0 = off.
    */
   delaySchedulerUntil: z.number().int().min(0).default(0),
+  /** The V2 gRPC service (inference.GRPCInferenceService, health, reflection). */
+  grpc: z.boolean().default(true),
+  grpcPort: z.number().int().min(0).max(65535).default(SERVER_DEFAULTS.grpcPort),
+  /** Largest gRPC message received or sent (grpc-js's default of 4 MiB is too small for real tensors). */
+  grpcMaxMessageBytes: z.number().int().min(1024).default(SERVER_DEFAULTS.grpcMaxMessageBytes),
+  /** Prometheus metrics. */
+  metrics: z.boolean().default(true),
+  /** Port of the metrics listener (Triton's 8002); `metricsOnHttpPort` serves /metrics on the HTTP port instead. */
+  metricsPort: z.number().int().min(0).max(65535).default(SERVER_DEFAULTS.metricsPort),
+  metricsOnHttpPort: z.boolean().default(false),
+  /** Triton's model control modes: none (load all at start), poll (follow the repository), explicit (load on request). */
+  modelControlMode: z.enum(['none', 'poll', 'explicit']).default('none'),
+  /** Explicit mode: models to load at start (`*` = all). */
+  loadModel: z.array(z.string().min(1)).default([]),
+  /** Poll mode: seconds between repository scans. */
+  repositoryPollSecs: z.number().min(0.1).default(SERVER_DEFAULTS.repositoryPollSecs),
 
   // HTTP protocols and encodings (src/protocols/http; docs/http-protocols.md).
   /** gzip/deflate responses for clients that accept them. */

@@ -6,7 +6,10 @@ import type { ServerConfig } from '../config/server-config.js';
 import { Engine } from '../engine/engine.js';
 import { buildHttpApp } from '../protocols/http/app.js';
 import { singleModelProblem } from '../protocols/http/cloud/single-model.js';
+import { MetricsExporter } from '../observability/metrics.js';
+import { startGrpcServer, type GrpcServerHandle } from '../protocols/grpc/server.js';
 import { createLogger } from './logger.js';
+import { startMetricsListener, type MetricsListener } from './metrics-listener.js';
 import { TESSERA_VERSION } from './version.js';
 
 /** Default max_batch_size for models that can batch and whose config sets none. */
@@ -14,11 +17,14 @@ const DEFAULT_MAX_BATCH_SIZE = 8;
 
 export interface TesseraServer {
   readonly engine: Engine;
-  // Further listeners (gRPC's port) join here: each with its port, each closed by close().
   /** Port the HTTP listener is bound to (useful with port 0). */
   readonly httpPort: number;
   /** Base URL of the HTTP listener, e.g. http://127.0.0.1:8000. */
   readonly httpUrl: string;
+  /** Port of the gRPC listener, when gRPC is on. */
+  readonly grpcPort: number | undefined;
+  /** Port of the metrics listener, when it has its own. */
+  readonly metricsPort: number | undefined;
   /**
    * Graceful stop: readiness turns false, listeners stop accepting, in-flight and queued
    * requests finish (up to the grace period), models are released. Idempotent.
@@ -45,8 +51,12 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     },
     strictReadiness: config.strictReadiness,
     drainGraceMs: config.shutdownGraceMs,
+    controlMode: config.modelControlMode,
+    initialModels: config.loadModel,
+    pollIntervalSeconds: config.repositoryPollSecs,
     logger,
   });
+  const metrics = config.metrics ? new MetricsExporter(engine) : undefined;
   const app = buildHttpApp({
     engine,
     logger,
@@ -68,25 +78,59 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     const problem = singleModelProblem(engine, config.defaultModel);
     if (problem !== undefined) logger.warn({}, `single-model platform endpoints will refuse requests: ${problem}`);
   }
+  if (metrics !== undefined && config.metricsOnHttpPort) {
+    app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+  }
+  let grpc: GrpcServerHandle | undefined;
+  let metricsListener: MetricsListener | undefined;
   try {
     await app.listen({ host: config.host, port: config.httpPort });
+    if (config.grpc) {
+      grpc = await startGrpcServer({
+        engine,
+        host: config.host,
+        port: config.grpcPort,
+        logger,
+        maxMessageBytes: config.grpcMaxMessageBytes,
+        shutdownGraceMs: config.shutdownGraceMs,
+        serverName: 'tessera',
+        serverVersion: TESSERA_VERSION,
+      });
+    }
+    if (metrics !== undefined && !config.metricsOnHttpPort) metricsListener = await startMetricsListener(metrics, config.host, config.metricsPort);
   } catch (error) {
-    await engine.close();
+    metrics?.close();
+    await Promise.all([engine.close(), app.close(), grpc?.close(), metricsListener?.close()]);
     throw error;
   }
   const address = app.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const protocols = ['v2', ...(config.tfServing ? ['tf-serving'] : []), ...(config.torchServe ? ['torchserve'] : []), ...(config.sagemaker ? ['sagemaker'] : []), ...(config.vertex ? ['vertex'] : []), ...(config.azureml ? ['azureml'] : [])];
-  logger.info({ http: `${host}:${address.port}`, repository: config.modelRepository, protocols }, 'tessera is serving');
+  logger.info(
+    {
+      http: `${host}:${address.port}`,
+      grpc: grpc === undefined ? 'off' : grpc.port,
+      metrics: metricsListener?.port ?? (metrics === undefined ? 'off' : 'http'),
+      repository: config.modelRepository,
+      modelControlMode: config.modelControlMode,
+      protocols,
+    },
+    'tessera is serving',
+  );
   let closing: Promise<void> | undefined;
   return {
     engine,
     httpPort: address.port,
     httpUrl: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
+    grpcPort: grpc?.port,
+    metricsPort: metricsListener?.port,
     close: () =>
       (closing ??= (async () => {
         logger.info({}, 'shutting down: draining requests');
-        await Promise.all([engine.close(), app.close()]);
+        await Promise.all([engine.close(), app.close(), grpc?.close()]);
+        // Metrics stay scrapeable until the very end of the drain.
+        metrics?.close();
+        await metricsListener?.close();
         logger.info({}, 'stopped');
       })()),
   };

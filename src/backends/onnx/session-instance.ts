@@ -82,7 +82,12 @@ export class SessionInstance implements BackendInstance {
       return Promise.reject(new TesseraError('MODEL_UNAVAILABLE', `model instance ${this.index} is not running: ${this.exitReason}`));
     }
     const id = this.nextId++;
-    const wire = inputs.map(toWire);
+    let wire: WireTensor[];
+    try {
+      wire = inputs.map(toWire);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise<ExecutionResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const message: ToWorker = { kind: 'run', id, inputs: wire, outputNames };
@@ -150,6 +155,12 @@ export class SessionInstance implements BackendInstance {
  */
 function toWire(tensor: Tensor): WireTensor {
   if (tensor.datatype === 'BYTES') {
+    // onnxruntime-node passes string elements as C strings: a NUL byte would silently cut the
+    // element short, so refuse it instead.
+    const withNul = tensor.data.findIndex((bytes) => bytes.includes(0));
+    if (withNul !== -1) {
+      throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${withNul} contains a NUL byte, which onnxruntime string tensors cannot carry`);
+    }
     return { name: tensor.name, datatype: 'BYTES', shape: tensor.shape, data: tensor.data.map((b) => b.toString('utf8')) };
   }
   const data = tensor.data;

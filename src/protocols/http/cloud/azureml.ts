@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
-import { abortOnDisconnect } from '../disconnect.js';
+import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { isV2Request, jsonOfPayload, payloadsOf } from '../payload.js';
 import { isNamedObject, outputRows, predictionsOf } from '../rows.js';
@@ -38,13 +38,13 @@ export function registerAzureMlRoutes(app: FastifyInstance, options: AzureMlOpti
       const [payload, ...rest] = await payloadsOf(req);
       if (rest.length > 0 || payload === undefined) throw new TesseraError('INVALID_REQUEST', 'send one JSON body, not a multipart upload');
       const body = jsonOfPayload(payload, ACCEPTED);
-      const signal = abortOnDisconnect(req, reply);
-      if (isV2Request(body)) return sendV2Reply(reply, await inferV2Json(engine, body, { model, signal }));
-      if (isNamedObject(body) && 'instances' in body) return sendJson(reply, 200, await predict(engine, body, { model, signal }));
+      const caller = callerContext(req, reply, 'azureml');
+      if (isV2Request(body)) return sendV2Reply(reply, await inferV2Json(engine, body, { model, ...caller }));
+      if (isNamedObject(body) && 'instances' in body) return sendJson(reply, 200, await predict(engine, body, { model, ...caller }));
       const rows = scoringRows(body);
       const { inputs } = engine.modelMetadata(model);
       const batch = tabularInputs([rows], inputs, model);
-      const response = await engine.infer({ model, inputs: batch.inputs, signal });
+      const response = await engine.infer({ model, inputs: batch.inputs, ...caller });
       return sendJson(reply, 200, predictionsOf(outputRows(response.outputs, batch)));
     }),
   );

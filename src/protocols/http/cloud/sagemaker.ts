@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
-import { abortOnDisconnect } from '../disconnect.js';
+import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { isV2Request, jsonOfPayload, payloadsOf } from '../payload.js';
 import { isNamedObject } from '../rows.js';
@@ -41,12 +41,12 @@ export function registerSageMakerRoutes(app: FastifyInstance, options: SageMaker
       const [payload, ...rest] = await payloadsOf(req);
       if (rest.length > 0 || payload === undefined) throw new TesseraError('INVALID_REQUEST', 'send one JSON body, not a multipart upload');
       const body = jsonOfPayload(payload, ACCEPTED);
-      const signal = abortOnDisconnect(req, reply);
-      if (isV2Request(body)) return sendV2Reply(reply, await inferV2Json(engine, body, { model, signal }));
+      const caller = callerContext(req, reply, 'sagemaker');
+      if (isV2Request(body)) return sendV2Reply(reply, await inferV2Json(engine, body, { model, ...caller }));
       if (!isNamedObject(body) || !('instances' in body || 'inputs' in body)) {
         throw new TesseraError('INVALID_REQUEST', `the body is neither a V2 inference request nor TF Serving-style; ${ACCEPTED}`);
       }
-      return sendJson(reply, 200, await predict(engine, body, { model, signal }));
+      return sendJson(reply, 200, await predict(engine, body, { model, ...caller }));
     }),
   );
   app.get(

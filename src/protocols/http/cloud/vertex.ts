@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
 import { parseJsonBody } from '../body.js';
-import { abortOnDisconnect } from '../disconnect.js';
+import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { describe } from '../../json-tensor.js';
 import { isNamedObject } from '../rows.js';
@@ -47,8 +47,8 @@ export function registerVertexRoutes(app: FastifyInstance, options: VertexOption
       if (!isNamedObject(body) || !('instances' in body)) {
         throw new TesseraError('INVALID_REQUEST', `the body must be a JSON object {"instances": [...], "parameters": {...}}, got ${isNamedObject(body) ? "an object without 'instances'" : describe(body)}`);
       }
-      const signal = abortOnDisconnect(req, reply);
-      return sendJson(reply, 200, await predict(engine, { instances: body['instances'] }, { model, signal }));
+      const caller = callerContext(req, reply, 'vertex');
+      return sendJson(reply, 200, await predict(engine, { instances: body['instances'] }, { model, ...caller }));
     }),
   );
 }

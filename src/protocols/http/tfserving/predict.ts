@@ -1,3 +1,4 @@
+import type { RequestTarget } from '../v2/decode.js';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
 import { describe } from '../../json-tensor.js';
@@ -12,7 +13,7 @@ import { SERVING_SIGNATURE } from './metadata.js';
 export async function predict(
   engine: Engine,
   body: unknown,
-  target: { readonly model: string; readonly version?: string; readonly signal?: AbortSignal },
+  target: RequestTarget,
 ): Promise<{ predictions: unknown[] } | { outputs: unknown }> {
   if (!isNamedObject(body)) throw invalid(`the request body must be a JSON object with 'instances' or 'inputs', got ${describe(body)}`);
   const signature = body['signature_name'];
@@ -24,7 +25,7 @@ export async function predict(
   if (hasInstances && hasInputs) throw invalid("the request has both 'instances' (row format) and 'inputs' (columnar format); send one");
   if (!hasInstances && !hasInputs) throw invalid("the request needs 'instances' (row format) or 'inputs' (columnar format)");
   const { inputs: specs } = engine.modelMetadata(target.model, target.version);
-  const request = { model: target.model, ...(target.version === undefined ? {} : { version: target.version }), ...(target.signal === undefined ? {} : { signal: target.signal }) };
+  const request = target;
   if (hasInstances) {
     const batch = inputsFromInstances(body['instances'], specs, target.model);
     const response = await engine.infer({ ...request, inputs: batch.inputs });

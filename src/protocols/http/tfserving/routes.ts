@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
 import { parseJsonBody } from '../body.js';
-import { abortOnDisconnect } from '../disconnect.js';
+import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { modelMetadata, modelStatus } from './metadata.js';
 import { predict } from './predict.js';
@@ -62,8 +62,8 @@ export function registerTfServingRoutes(app: FastifyInstance, options: TfServing
         }
         const version = versionOf(engine, model, kind, { version: head, label: head });
         const body = parseJsonBody(req.body);
-        const signal = abortOnDisconnect(req, reply);
-        const answer = await predict(engine, body, { model, ...(version === undefined ? {} : { version }), signal });
+        const caller = callerContext(req, reply, 'tfserving');
+        const answer = await predict(engine, body, { model, ...(version === undefined ? {} : { version }), ...caller });
         return sendJson(reply, 200, answer);
       }),
     );

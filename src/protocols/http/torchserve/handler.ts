@@ -1,3 +1,4 @@
+import type { RequestTarget } from '../v2/decode.js';
 import type { InferenceResponse } from '../../../core/inference.js';
 import type { Tensor } from '../../../core/tensor.js';
 import type { Engine } from '../../../engine/engine.js';
@@ -26,7 +27,7 @@ export const TOP_K = 5;
 /** Run the payloads through `model` and return the JSON text of the answer. */
 export async function predictTabular(
   engine: Engine,
-  target: { readonly model: string; readonly version?: string; readonly signal?: AbortSignal },
+  target: RequestTarget,
   payloads: readonly Payload[],
 ): Promise<string> {
   const values = payloads.map((payload) => jsonOfPayload(payload, ACCEPTED));

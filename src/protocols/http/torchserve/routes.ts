@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../../../engine/engine.js';
-import { abortOnDisconnect } from '../disconnect.js';
+import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { payloadsOf } from '../payload.js';
 import { torchServeErrorBody } from './errors.js';
@@ -29,9 +29,9 @@ export function registerTorchServeRoutes(app: FastifyInstance, options: TorchSer
       url,
       handler: handle<Params>(async (req, reply) => {
         const payloads = await payloadsOf(req);
-        const signal = abortOnDisconnect(req, reply);
+        const caller = callerContext(req, reply, 'torchserve');
         const { model, version } = req.params;
-        const answer = await predictTabular(engine, { model, ...(version === undefined ? {} : { version }), signal }, payloads);
+        const answer = await predictTabular(engine, { model, ...(version === undefined ? {} : { version }), ...caller }, payloads);
         return sendJson(reply, 200, answer);
       }),
     });

@@ -11,6 +11,9 @@ export interface RequestTarget {
   readonly model: string;
   readonly version?: string;
   readonly signal?: AbortSignal;
+  /** The front door (`v2-http`, `tfserving`, ...), for metrics and logs. */
+  readonly protocol?: string;
+  readonly traceparent?: string;
 }
 
 /**
@@ -47,6 +50,8 @@ export function decodeInferenceRequest(body: unknown, target: RequestTarget, tai
     ...(priority === undefined ? {} : { priority }),
     ...(timeoutUs === undefined || timeoutUs === 0 ? {} : { timeoutMs: timeoutUs / 1000 }),
     ...(target.signal === undefined ? {} : { signal: target.signal }),
+    ...(target.protocol === undefined ? {} : { protocol: target.protocol }),
+    ...(target.traceparent === undefined ? {} : { traceparent: target.traceparent }),
   };
 }
 

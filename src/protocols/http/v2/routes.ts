@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../../../engine/engine.js';
 import { parseJsonBody, rawBody } from '../body.js';
-import { abortOnDisconnect } from '../disconnect.js';
+import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { inferV2, sendV2Reply } from './infer.js';
 
@@ -66,8 +66,8 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
     app.post<{ Params: ModelParams }>(
       `${prefix}/infer`,
       handle<ModelParams>(async (req, reply) => {
-        const signal = abortOnDisconnect(req, reply);
-        const answer = await inferV2(engine, rawBody(req), req.headers, { model: req.params.model, version: req.params.version, signal });
+        const caller = callerContext(req, reply, 'v2-http');
+        const answer = await inferV2(engine, rawBody(req), req.headers, { model: req.params.model, version: req.params.version, ...caller });
         return sendV2Reply(reply, answer);
       }),
     );

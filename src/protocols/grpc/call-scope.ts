@@ -1,0 +1,45 @@
+import type { EventEmitter } from 'node:events';
+import type { Deadline } from '@grpc/grpc-js';
+
+/** What a call adds to the messages it carries: the caller's abort signal and the gRPC deadline. */
+export interface CallScope {
+  /** Aborted when the client cancels the call (or its deadline passes). */
+  readonly signal?: AbortSignal;
+  /** Milliseconds left before the call's deadline; undefined when it has none. */
+  readonly deadlineMs?: number;
+  /** The caller's W3C trace context from the call metadata, if any. */
+  readonly traceparent?: string;
+}
+
+/** The parts of a grpc-js server call that cancellation and deadlines need. */
+export interface CancellableCall extends EventEmitter {
+  readonly cancelled: boolean;
+  getDeadline(): Deadline;
+  readonly metadata?: { get(key: string): (string | Buffer)[] };
+}
+
+/**
+ * The abort signal and deadline of a server call. The signal aborts when grpc-js reports
+ * the call cancelled: the client cancelled it, went away, or its deadline passed. A queued
+ * request is then dropped instead of run for nobody.
+ */
+export function callScope(call: CancellableCall): CallScope {
+  const controller = new AbortController();
+  if (call.cancelled) controller.abort();
+  else call.once('cancelled', () => controller.abort());
+  const deadlineMs = remainingMs(call.getDeadline());
+  const trace = call.metadata?.get('traceparent')[0];
+  const traceparent = typeof trace === 'string' && trace.length <= 256 ? trace : undefined;
+  return {
+    signal: controller.signal,
+    ...(deadlineMs === undefined ? {} : { deadlineMs }),
+    ...(traceparent === undefined ? {} : { traceparent }),
+  };
+}
+
+/** Milliseconds until `deadline`, or undefined when the call has none (grpc-js reports Infinity). */
+export function remainingMs(deadline: Deadline): number | undefined {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  if (!Number.isFinite(at)) return undefined;
+  return at - Date.now();
+}

@@ -1,0 +1,42 @@
+import type { InferenceRequest, InferenceResponse } from '../../core/inference.js';
+import type { Engine } from '../../engine/engine.js';
+import { classificationCount, classify } from '../http/v2/classification.js';
+import type { CallScope } from './call-scope.js';
+import { decodeInferRequest } from './infer-request.js';
+import { encodeInferResponse } from './infer-response.js';
+import type { ModelInferRequestMessage, ModelInferResponseOut } from './messages.js';
+
+/**
+ * One inference over gRPC, for ModelInfer and each ModelStreamInfer request: decode the
+ * message, run it, answer outputs requested with the `classification` parameter as their
+ * top-k classes (Triton's classification extension, which applies to gRPC as to HTTP), and
+ * encode the response.
+ */
+export async function inferMessage(engine: Engine, message: ModelInferRequestMessage, scope: CallScope): Promise<ModelInferResponseOut> {
+  const request = decodeInferRequest(message, scope);
+  const classification = classificationPlan(request);
+  const response = await engine.infer(request);
+  return encodeInferResponse(classification.size === 0 ? response : applyClassification(engine, response, classification));
+}
+
+/** Outputs requested with `classification: k`, with k; refuses an ill-typed k before inference. */
+function classificationPlan(request: InferenceRequest): ReadonlyMap<string, number> {
+  const plan = new Map<string, number>();
+  for (const output of request.outputs ?? []) {
+    const k = classificationCount(output);
+    if (k !== undefined) plan.set(output.name, k);
+  }
+  return plan;
+}
+
+function applyClassification(engine: Engine, response: InferenceResponse, plan: ReadonlyMap<string, number>): InferenceResponse {
+  const labels = engine.modelLabels(response.model);
+  const batched = engine.modelConfig(response.model, response.version).max_batch_size > 0;
+  return {
+    ...response,
+    outputs: response.outputs.map((output) => {
+      const k = plan.get(output.name);
+      return k === undefined ? output : classify(output, k, labels, batched);
+    }),
+  };
+}

@@ -1,0 +1,103 @@
+import { status, type ServerUnaryCall, type UntypedServiceImplementation, type handleUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { TesseraError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Engine } from '../../engine/engine.js';
+import { callScope } from './call-scope.js';
+import { toServiceError } from './errors.js';
+import { inferMessage } from './infer.js';
+import type { ModelInferRequestMessage, ModelRefMessage, RepositoryIndexRequestMessage, RepositoryModelRequestMessage } from './messages.js';
+import { encodeModelConfig } from './model-config.js';
+import { GRPC_EXTENSIONS, type ServerInfo } from './server-info.js';
+import type { StreamInferHandler } from './stream.js';
+
+export interface InferenceServiceOptions {
+  readonly engine: Engine;
+  readonly logger: Logger;
+  readonly server: ServerInfo;
+  /** The ModelStreamInfer handler (stream.ts), which owns the streams' lifecycle. */
+  readonly streamInfer: StreamInferHandler;
+}
+
+/**
+ * The handlers of inference.GRPCInferenceService: each decodes its message, calls the engine
+ * and encodes the answer; every error the engine throws becomes a gRPC status through the
+ * one category map (errors.ts).
+ */
+export function createInferenceService(options: InferenceServiceOptions): UntypedServiceImplementation {
+  const { engine, logger } = options;
+  const unary = <Req, Res>(rpc: string, fn: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): handleUnaryCall<Req, Res> => {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+      Promise.resolve()
+        .then(() => fn(call))
+        .then(
+          (response) => callback(null, response),
+          (error: unknown) => {
+            const serviceError = toServiceError(error);
+            if (serviceError.code === status.INTERNAL) logger.error({ rpc, err: error }, serviceError.details ?? 'internal error');
+            else logger.debug({ rpc, code: serviceError.code }, serviceError.details ?? '');
+            callback(serviceError);
+          },
+        );
+    };
+  };
+
+  return {
+    ServerLive: unary('ServerLive', () => ({ live: engine.isLive() })),
+    ServerReady: unary('ServerReady', () => ({ ready: engine.isReady() })),
+    ModelReady: unary('ModelReady', (call: ServerUnaryCall<ModelRefMessage, unknown>) => ({
+      ready: engine.modelReady(modelName(call.request.name), optional(call.request.version)),
+    })),
+    ServerMetadata: unary('ServerMetadata', () => ({ name: options.server.name, version: options.server.version, extensions: [...GRPC_EXTENSIONS] })),
+    ModelMetadata: unary('ModelMetadata', (call: ServerUnaryCall<ModelRefMessage, unknown>) => {
+      const metadata = engine.modelMetadata(modelName(call.request.name), optional(call.request.version));
+      const tensor = (spec: { name: string; datatype: string; shape: readonly number[] }): object => ({ name: spec.name, datatype: spec.datatype, shape: [...spec.shape] });
+      return {
+        name: metadata.name,
+        versions: [...metadata.versions],
+        platform: metadata.platform,
+        inputs: metadata.inputs.map(tensor),
+        outputs: metadata.outputs.map(tensor),
+      };
+    }),
+    ModelInfer: unary('ModelInfer', (call: ServerUnaryCall<ModelInferRequestMessage, unknown>) => inferMessage(engine, call.request, callScope(call))),
+    ModelStreamInfer: options.streamInfer,
+    ModelConfig: unary('ModelConfig', (call: ServerUnaryCall<ModelRefMessage, unknown>) => ({
+      config: encodeModelConfig(engine.modelConfig(modelName(call.request.name), optional(call.request.version))),
+    })),
+    ModelStatistics: unary('ModelStatistics', (call: ServerUnaryCall<ModelRefMessage, unknown>) => ({
+      // An empty name means every model (Triton's ModelStatisticsRequest).
+      model_stats: engine.statistics(optional(call.request.name), optional(call.request.version)),
+    })),
+    RepositoryIndex: unary('RepositoryIndex', (call: ServerUnaryCall<RepositoryIndexRequestMessage, unknown>) => {
+      // Tessera serves one repository, so repository_name selects nothing.
+      const index = engine.repositoryIndex();
+      const entries = call.request.ready ? index.filter((entry) => entry.state === 'READY') : index;
+      return { models: entries.map((entry) => ({ name: entry.name, version: entry.version ?? '', state: entry.state, reason: entry.reason })) };
+    }),
+    RepositoryModelLoad: unimplemented('RepositoryModelLoad', 'load'),
+    RepositoryModelUnload: unimplemented('RepositoryModelUnload', 'unload'),
+  };
+}
+
+/**
+ * RepositoryModelLoad/Unload: the engine loads the repository once at start-up and cannot
+ * load or unload models at run time yet, so these answer UNIMPLEMENTED with a message saying
+ * so (the lifecycle milestone adds them).
+ */
+function unimplemented(rpc: string, verb: string): handleUnaryCall<RepositoryModelRequestMessage, unknown> {
+  return (call, callback) => {
+    const details = `${rpc} is not implemented: Tessera loads the model repository at start-up and cannot ${verb} models at run time yet (model '${call.request.model_name}')`;
+    callback(Object.assign(new Error(details), { code: status.UNIMPLEMENTED, details }));
+  };
+}
+
+/** A request's model name, which must not be empty. */
+function modelName(name: string): string {
+  if (name === '') throw new TesseraError('INVALID_REQUEST', "'name' is empty; name a model");
+  return name;
+}
+
+/** proto3 strings cannot be absent: an empty one means "not given". */
+function optional(value: string): string | undefined {
+  return value === '' ? undefined : value;
+}
