@@ -1,6 +1,6 @@
 import type { InferenceRequest, InferenceResponse } from '../../core/inference.js';
 import type { Engine } from '../../engine/engine.js';
-import { classificationCount, classify } from '../http/v2/classification.js';
+import { classificationCount, classify } from '../classification.js';
 import type { CallScope } from './call-scope.js';
 import { decodeInferRequest } from './infer-request.js';
 import { encodeInferResponse } from './infer-response.js';

@@ -5,7 +5,7 @@ import type { InferenceRequest, InferenceResponse } from '../../../core/inferenc
 import type { Engine } from '../../../engine/engine.js';
 import { describe } from '../../json-tensor.js';
 import { INFERENCE_HEADER, splitRequestBody, type BinaryTail } from './binary.js';
-import { classificationCount, classify } from './classification.js';
+import { classificationCount, classify } from '../../classification.js';
 import { decodeInferenceRequest, type RequestTarget } from './decode.js';
 import { encodeWithBinary } from './encode.js';
 

@@ -1,8 +1,8 @@
-import { TesseraError } from '../../../core/errors.js';
-import { fromHalfBits, toHalfBits } from '../../../core/float16.js';
-import type { RequestedOutput } from '../../../core/inference.js';
-import { formatShape } from '../../../core/shape.js';
-import type { Tensor } from '../../../core/tensor.js';
+import { TesseraError } from '../core/errors.js';
+import { fromHalfBits, toHalfBits } from '../core/float16.js';
+import type { RequestedOutput } from '../core/inference.js';
+import { formatShape } from '../core/shape.js';
+import type { Tensor } from '../core/tensor.js';
 
 /**
  * Triton's classification extension (server docs/protocol/extension_classification.md): an
