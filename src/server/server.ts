@@ -40,6 +40,9 @@ export interface StartOptions {
 /** Build and start a server: engine (repository loaded), HTTP listener. */
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<TesseraServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
+  // Listening before the engine starts, so the loads at start-up are counted too.
+  let started: Engine | undefined;
+  const metrics = config.metrics ? new MetricsExporter({ describeModels: () => started?.describeModels() ?? [] }) : undefined;
   const engine = await Engine.start({
     repository: config.modelRepository,
     backends: [new OnnxBackend(), new FakeBackend()],
@@ -55,8 +58,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     initialModels: config.loadModel,
     pollIntervalSeconds: config.repositoryPollSecs,
     logger,
+  }).catch((error: unknown) => {
+    metrics?.close();
+    throw error;
   });
-  const metrics = config.metrics ? new MetricsExporter(engine) : undefined;
+  started = engine;
   const app = buildHttpApp({
     engine,
     logger,
