@@ -225,12 +225,24 @@ describe('gRPC inference service', () => {
       assert.ok(ready.models.some((m) => m.name === 'mlp'));
     });
 
-    test('RepositoryModelLoad and RepositoryModelUnload answer UNIMPLEMENTED with a reason', async () => {
-      for (const rpc of ['RepositoryModelLoad', 'RepositoryModelUnload']) {
-        const error = await grpcError(client.call(rpc, { model_name: 'mlp' }));
-        assert.equal(error.code, status.UNIMPLEMENTED, rpc);
-        assert.match(error.details, /cannot (load|unload) models at run time/);
-      }
+    test('RepositoryModelUnload and RepositoryModelLoad unload and reload a model', async () => {
+      await client.call('RepositoryModelUnload', { model_name: 'add' });
+      const unloaded = await client.call<{ models: { name: string; state: string; reason: string }[] }>('RepositoryIndex', {});
+      assert.deepEqual(unloaded.models.find((m) => m.name === 'add'), { name: 'add', version: '', state: 'UNAVAILABLE', reason: 'unloaded' });
+      const notReady = await client.call<{ ready: boolean }>('ModelReady', { name: 'add', version: '' });
+      assert.equal(notReady.ready, false);
+      // a config override travels as a JSON string parameter
+      await client.call('RepositoryModelLoad', {
+        model_name: 'add',
+        parameters: { config: { string_param: JSON.stringify({ max_batch_size: 2 }) } },
+      });
+      const config = await client.call<{ config: { max_batch_size: number } }>('ModelConfig', { name: 'add', version: '' });
+      assert.equal(config.config.max_batch_size, 2);
+      const bad = await grpcError(client.call('RepositoryModelLoad', { model_name: 'add', parameters: { config: { string_param: '{not json' } } }));
+      assert.equal(bad.code, status.INVALID_ARGUMENT);
+      assert.match(bad.details, /parameter 'config' is not valid JSON/);
+      const missing = await grpcError(client.call('RepositoryModelUnload', { model_name: 'nope' }));
+      assert.equal(missing.code, status.NOT_FOUND);
     });
 
     test('grpc.health.v1.Health follows the engine, per server and per model', async () => {

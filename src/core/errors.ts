@@ -46,6 +46,10 @@ export const ERROR_CATALOG = {
   MODEL_LOAD_FAILED: { category: 'unavailable', summary: 'Loading the model failed; the reason says why.' },
   INVALID_MODEL_CONFIG: { category: 'invalid_argument', summary: "The model's configuration is invalid." },
   REPOSITORY_UNAVAILABLE: { category: 'unavailable', summary: 'The model repository cannot be read.' },
+  MODEL_CONTROL_DISABLED: {
+    category: 'unsupported',
+    summary: 'Loading and unloading through the API is off in this model control mode (poll follows the repository).',
+  },
   QUEUE_FULL: { category: 'unavailable', summary: "The model's queue is full; retry after the indicated delay." },
   DEADLINE_EXCEEDED: { category: 'deadline_exceeded', summary: "The request's timeout expired before it ran." },
   REQUEST_CANCELLED: { category: 'cancelled', summary: 'The caller went away before the request ran.' },

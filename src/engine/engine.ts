@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import type { ModelMetadata, RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
 import type { VersionStatisticsSnapshot } from '../scheduler/stats.js';
+import { writeOverrideFiles } from '../repository/override-files.js';
 import { configView, type ModelConfigView } from './config-view.js';
 import { ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
 import type { ModelVersion, SchedulingDefaults } from './model-version.js';
@@ -184,16 +185,29 @@ export class Engine {
     return entries;
   }
 
-  /** Load or reload a model (repository API / management API). */
-  loadModel(name: string, options: LoadOptions = {}): Promise<void> {
+  /**
+   * Load or reload a model (repository API / management API). `files` (relative path ->
+   * bytes) replace the model's directory, as Triton's load with files does. Refused in poll
+   * mode, where the repository directory decides what is loaded.
+   */
+  async loadModel(name: string, options: LoadOptions & { readonly files?: ReadonlyMap<string, Buffer> } = {}): Promise<void> {
     this.assertOpen();
-    return this.registry.load(name, options);
+    this.assertApiControl('load');
+    const dir = options.files === undefined ? options.dir : await writeOverrideFiles(name, options.files);
+    return this.registry.load(name, { ...(options.config === undefined ? {} : { config: options.config }), ...(dir === undefined ? {} : { dir }) });
   }
 
   /** Unload a model; its queued and running requests finish first. */
   unloadModel(name: string): Promise<void> {
     this.assertOpen();
+    this.assertApiControl('unload');
     return this.registry.unload(name);
+  }
+
+  private assertApiControl(verb: string): void {
+    if (this.registry.controlMode === 'poll') {
+      throw new TesseraError('MODEL_CONTROL_DISABLED', `cannot ${verb} models through the API in poll mode: the repository directory decides what is loaded (start with --model-control-mode explicit or none)`);
+    }
   }
 
   /** Pin the version requests without a version go to (undefined: the highest READY). */

@@ -105,6 +105,18 @@ export interface RepositoryIndexRequestMessage {
 export interface RepositoryModelRequestMessage {
   readonly repository_name: string;
   readonly model_name: string;
+  /** Load only (absent on unload); map<string, ModelRepositoryParameter>. */
+  readonly parameters?: Readonly<Record<string, ModelRepositoryParameterMessage>>;
+}
+
+/** ModelRepositoryParameter: a oneof `parameter_choice` naming the member that is set. */
+export interface ModelRepositoryParameterMessage {
+  readonly parameter_choice?: 'bool_param' | 'int64_param' | 'string_param' | 'bytes_param';
+  readonly bool_param?: boolean;
+  /** int64, as a string (proto-loader's `longs: String`). */
+  readonly int64_param?: string;
+  readonly string_param?: string;
+  readonly bytes_param?: Buffer;
 }
 
 /** ModelConfig (model_config.proto) to send. */

@@ -2,6 +2,7 @@ import { status, type ServerUnaryCall, type UntypedServiceImplementation, type h
 import { TesseraError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Engine } from '../../engine/engine.js';
+import { parseLoadParameters, type LoadParameterValue } from '../repository-load.js';
 import { callScope } from './call-scope.js';
 import { toServiceError } from './errors.js';
 import { inferMessage } from './infer.js';
@@ -74,21 +75,35 @@ export function createInferenceService(options: InferenceServiceOptions): Untype
       const entries = call.request.ready ? index.filter((entry) => entry.state === 'READY') : index;
       return { models: entries.map((entry) => ({ name: entry.name, version: entry.version ?? '', state: entry.state, reason: entry.reason })) };
     }),
-    RepositoryModelLoad: unimplemented('RepositoryModelLoad', 'load'),
-    RepositoryModelUnload: unimplemented('RepositoryModelUnload', 'unload'),
+    RepositoryModelLoad: unary('RepositoryModelLoad', async (call: ServerUnaryCall<RepositoryModelRequestMessage, unknown>) => {
+      await engine.loadModel(modelName(call.request.model_name), parseLoadParameters(loadParameters(call.request.parameters)));
+      return {};
+    }),
+    RepositoryModelUnload: unary('RepositoryModelUnload', async (call: ServerUnaryCall<RepositoryModelRequestMessage, unknown>) => {
+      // unload_dependents is accepted: Tessera has no ensembles, so a model has no dependents.
+      await engine.unloadModel(modelName(call.request.model_name));
+      return {};
+    }),
   };
 }
 
-/**
- * RepositoryModelLoad/Unload: the engine loads the repository once at start-up and cannot
- * load or unload models at run time yet, so these answer UNIMPLEMENTED with a message saying
- * so (the lifecycle milestone adds them).
- */
-function unimplemented(rpc: string, verb: string): handleUnaryCall<RepositoryModelRequestMessage, unknown> {
-  return (call, callback) => {
-    const details = `${rpc} is not implemented: Tessera loads the model repository at start-up and cannot ${verb} models at run time yet (model '${call.request.model_name}')`;
-    callback(Object.assign(new Error(details), { code: status.UNIMPLEMENTED, details }));
-  };
+/** A load request's parameters map, its oneof values flattened. */
+function loadParameters(parameters: RepositoryModelRequestMessage['parameters']): Map<string, LoadParameterValue> {
+  const out = new Map<string, LoadParameterValue>();
+  for (const [key, value] of Object.entries(parameters ?? {})) {
+    const chosen =
+      value.parameter_choice === 'string_param'
+        ? value.string_param
+        : value.parameter_choice === 'bytes_param'
+          ? value.bytes_param
+          : value.parameter_choice === 'bool_param'
+            ? value.bool_param
+            : value.parameter_choice === 'int64_param'
+              ? Number(value.int64_param)
+              : undefined;
+    if (chosen !== undefined) out.set(key, chosen);
+  }
+  return out;
 }
 
 /** A request's model name, which must not be empty. */

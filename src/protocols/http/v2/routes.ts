@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
+import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
+import { parseLoadParameters, type LoadParameterValue } from '../../repository-load.js';
 import { parseJsonBody, rawBody } from '../body.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
@@ -73,6 +75,23 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
     );
   }
   app.get('/v2/models/stats', handle(() => ({ model_stats: engine.statistics() })));
+  // Triton's model_repository extension: load (optionally with a config and files) and unload.
+  app.post<{ Params: { model: string } }>(
+    '/v2/repository/models/:model/load',
+    handle<{ model: string }>(async (req, reply) => {
+      await engine.loadModel(req.params.model, parseLoadParameters(repositoryParameters(rawBody(req))));
+      return sendJson(reply, 200, {});
+    }),
+  );
+  app.post<{ Params: { model: string } }>(
+    '/v2/repository/models/:model/unload',
+    handle<{ model: string }>(async (req, reply) => {
+      // unload_dependents is accepted: Tessera has no ensembles, so a model has no dependents.
+      repositoryParameters(rawBody(req));
+      await engine.unloadModel(req.params.model);
+      return sendJson(reply, 200, {});
+    }),
+  );
   app.post(
     '/v2/repository/index',
     handle((req) => {
@@ -82,4 +101,24 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
       return readyOnly ? index.filter((entry) => entry.state === 'READY') : index;
     }),
   );
+}
+
+/** The `parameters` object of a repository load/unload body (the body may be empty). */
+function repositoryParameters(body: Buffer): Map<string, LoadParameterValue> {
+  if (body.length === 0) return new Map();
+  const json = parseJsonBody(body);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TesseraError('INVALID_REQUEST', 'the request body must be a JSON object');
+  const parameters = (json as Record<string, unknown>)['parameters'];
+  if (parameters === undefined) return new Map();
+  if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
+    throw new TesseraError('INVALID_PARAMETER', "'parameters' must be an object");
+  }
+  const out = new Map<string, LoadParameterValue>();
+  for (const [key, value] of Object.entries(parameters)) {
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+      throw new TesseraError('INVALID_PARAMETER', `parameter '${key}' must be a string, number or boolean`);
+    }
+    out.set(key, value);
+  }
+  return out;
 }

@@ -1,0 +1,31 @@
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { TesseraError } from '../core/errors.js';
+
+/** Most files and bytes one load request may carry. */
+const MAX_FILES = 256;
+
+/**
+ * Write model files sent with a load request (Triton's `file:<path>` parameters, e.g.
+ * `file:1/model.onnx`) into a fresh directory that then serves as the model's directory.
+ * Paths must stay inside it: absolute paths and `..` are refused.
+ */
+export async function writeOverrideFiles(model: string, files: ReadonlyMap<string, Buffer>): Promise<string> {
+  if (files.size > MAX_FILES) throw new TesseraError('INVALID_PARAMETER', `a load request may carry at most ${MAX_FILES} files, got ${files.size}`);
+  for (const path of files.keys()) {
+    const clean = normalize(path);
+    if (path === '' || isAbsolute(path) || clean.startsWith('..') || clean.split(sep).includes('..')) {
+      throw new TesseraError('INVALID_PARAMETER', `file path '${path}' must be relative and stay inside the model directory (e.g. 1/model.onnx)`);
+    }
+  }
+  const root = join(tmpdir(), 'tessera-model-overrides');
+  await mkdir(root, { recursive: true });
+  const dir = await mkdtemp(join(root, `${model}-`));
+  for (const [path, data] of files) {
+    const target = join(dir, normalize(path));
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, data);
+  }
+  return dir;
+}
