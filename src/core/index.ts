@@ -6,3 +6,4 @@ export * from './inference.js';
 export * from './metadata.js';
 export * from './logger.js';
 export * from './float16.js';
+export * from './json-tensor.js';

@@ -191,6 +191,9 @@ export class ModelRegistry {
     this.closed = true;
     if (this.pollTimer !== undefined) clearInterval(this.pollTimer);
     await this.syncing;
+    // Loads and unloads under way finish first (new ones refuse, closed is set), so a version
+    // that becomes READY while closing is unloaded below instead of keeping its workers alive.
+    await Promise.all([...this.records.values()].map((record) => record.lock));
     const versions = [...this.records.values()].flatMap((record) => [...record.versions.values()]);
     await Promise.all(versions.map((version) => version.unload(this.options.drainGraceMs)));
   }
@@ -257,6 +260,11 @@ export class ModelRegistry {
         retiring.push(served);
       }
     }
+    // Versions finish loading in any order: keep them ascending, so metadata, statistics and
+    // messages list them the same way every time.
+    const ascending = [...record.versions.entries()].sort(([a], [b]) => Number(a) - Number(b));
+    record.versions.clear();
+    for (const [version, served] of ascending) record.versions.set(version, served);
     if (record.defaultVersion !== undefined && record.versions.get(record.defaultVersion)?.state !== 'READY') record.defaultVersion = undefined;
     await Promise.all(retiring.map((version) => version.unload(this.options.drainGraceMs)));
     if (failures.length > 0) throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${failures.join('; ')}`);

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ModelConfigFile } from '../config/model-config.js';
 import { TesseraError } from '../core/errors.js';
@@ -30,13 +30,11 @@ export async function discoverRepository(root: string): Promise<DiscoveredModel[
   const absolute = resolve(root);
   let entries;
   try {
-    entries = await readdir(absolute, { withFileTypes: true });
+    entries = await listEntries(absolute);
   } catch (error) {
     throw new TesseraError('REPOSITORY_UNAVAILABLE', `cannot read model repository ${absolute}: ${(error as Error).message}`, { cause: error });
   }
-  const models = entries
-    .filter((entry) => entry.isDirectory() && isModelName(entry.name))
-    .map((entry) => discoverModel(entry.name, join(absolute, entry.name)));
+  const models = entries.dirs.filter(isModelName).map((name) => discoverModel(name, join(absolute, name)));
   return (await Promise.all(models)).sort((a, b) => a.name.localeCompare(b.name));
 }
 
@@ -47,8 +45,30 @@ export function isModelName(name: string): boolean {
 
 /** Names of the model directories under `root`, sorted. */
 export async function listModelNames(root: string): Promise<string[]> {
-  const entries = await readdir(resolve(root), { withFileTypes: true });
-  return entries.filter((entry) => entry.isDirectory() && isModelName(entry.name)).map((entry) => entry.name).sort();
+  return (await listEntries(resolve(root))).dirs.filter(isModelName).sort();
+}
+
+/**
+ * The files and directories of `dir`, following symbolic links: Kubernetes volumes (ConfigMaps,
+ * Secrets, projected volumes) and many deployment tools lay out model files as links.
+ * Dangling links are neither.
+ */
+async function listEntries(dir: string): Promise<{ readonly files: Set<string>; readonly dirs: string[] }> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const files = new Set<string>();
+  const dirs: string[] = [];
+  await Promise.all(
+    entries.map(async (entry) => {
+      let kind = entry.isFile() ? 'file' : entry.isDirectory() ? 'dir' : undefined;
+      if (entry.isSymbolicLink()) {
+        const target = await stat(join(dir, entry.name)).catch(() => undefined);
+        kind = target?.isFile() === true ? 'file' : target?.isDirectory() === true ? 'dir' : undefined;
+      }
+      if (kind === 'file') files.add(entry.name);
+      else if (kind === 'dir') dirs.push(entry.name);
+    }),
+  );
+  return { files, dirs };
 }
 
 /**
@@ -56,11 +76,10 @@ export async function listModelNames(root: string): Promise<string[]> {
  * config file, as Triton's load API allows.
  */
 export async function discoverModel(name: string, dir: string, configOverride?: ModelConfigFile): Promise<DiscoveredModel> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  const files = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
-  const versions = entries
-    .filter((e) => e.isDirectory() && VERSION_DIR.test(e.name))
-    .map((e) => Number(e.name))
+  const { files, dirs } = await listEntries(dir);
+  const versions = dirs
+    .filter((name) => VERSION_DIR.test(name))
+    .map(Number)
     .sort((a, b) => a - b);
   const configResult = configOverride === undefined ? await readModelConfig(dir, files) : ({ ok: true, config: configOverride, file: undefined } as const);
   const config = configResult.ok ? configResult.config : undefined;

@@ -5,7 +5,7 @@ import { isDataType, isNumericDataType, TYPED_ARRAY } from '../../core/datatype.
 import { ERROR_CATALOG, TesseraError, type ErrorCode } from '../../core/errors.js';
 import { elementCount, formatShape } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { tensorDataFromJson } from '../../protocols/json-tensor.js';
+import { tensorDataFromJson } from '../../core/json-tensor.js';
 import type { HandlerInputs, HandlerModelInfo, HandlerRequest, ModelHandler } from './handler.js';
 import { defaultPostprocess, defaultPreprocess } from './default.js';
 

@@ -2,7 +2,7 @@ import { isDataType, type DataType } from '../../core/datatype.js';
 import { TesseraError } from '../../core/errors.js';
 import { elementCount, formatShape } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { tensorDataFromJson, tensorDataToJsonValues } from '../../protocols/json-tensor.js';
+import { tensorDataFromJson, tensorDataToJsonValues } from '../../core/json-tensor.js';
 import type { HandlerInputs, HandlerModelInfo, HandlerRequest, ModelHandler } from './handler.js';
 import { bodyJson } from './common.js';
 

@@ -5,13 +5,15 @@ import type { SessionSettings } from './messages.js';
 type Parameters = Readonly<Record<string, string | number | boolean>>;
 
 const OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;
-/** Triton's onnxruntime backend numbers optimisation levels -1 (disabled), 1 (basic/extended), 99 (all). */
+/**
+ * Triton's onnxruntime backend numbers `optimization { graph { level } }`: -1 basic,
+ * 1 extended, 2 disabled, anything else all.
+ */
 const TRITON_LEVELS: Readonly<Record<string, SessionSettings['graphOptimizationLevel']>> = {
-  '-1': 'disabled',
-  '0': 'disabled',
-  '1': 'basic',
-  '2': 'extended',
-  '99': 'all',
+  '-1': 'basic',
+  '0': 'all',
+  '1': 'extended',
+  '2': 'disabled',
 };
 
 /**

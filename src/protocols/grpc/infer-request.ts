@@ -2,7 +2,7 @@ import { isDataType, type TensorData } from '../../core/datatype.js';
 import { TesseraError } from '../../core/errors.js';
 import type { InferenceRequest, RequestedOutput } from '../../core/inference.js';
 import type { Tensor } from '../../core/tensor.js';
-import { describe } from '../json-tensor.js';
+import { describe } from '../../core/json-tensor.js';
 import type { CallScope } from './call-scope.js';
 import { decodeContents, populatedFields } from './contents.js';
 import type { InferInputTensorMessage, ModelInferRequestMessage } from './messages.js';

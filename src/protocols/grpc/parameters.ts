@@ -1,6 +1,6 @@
 import { TesseraError } from '../../core/errors.js';
 import type { ParameterValue, Parameters } from '../../core/tensor.js';
-import { describe } from '../json-tensor.js';
+import { describe } from '../../core/json-tensor.js';
 import type { InferParameterMap, InferParameterMessage, InferParameterOut } from './messages.js';
 
 /**

@@ -9,7 +9,7 @@ import {
   tensorDataFromJson,
   tensorDataToJsonValues,
   type JsonTensorOptions,
-} from '../json-tensor.js';
+} from '../../core/json-tensor.js';
 
 /**
  * Tensors from the untyped JSON that TF Serving, TorchServe, SageMaker, Vertex AI and Azure ML

@@ -1,7 +1,7 @@
 import { TesseraError } from '../../core/errors.js';
 import { formatShape } from '../../core/shape.js';
 import type { TensorSpec } from '../../core/tensor.js';
-import { describe, inferJsonShape } from '../json-tensor.js';
+import { describe, inferJsonShape } from '../../core/json-tensor.js';
 import { isNamedObject, singleInput, stackRows, tensorFromJsonValue, type RowInputs } from './rows.js';
 
 /**

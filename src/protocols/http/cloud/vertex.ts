@@ -4,7 +4,7 @@ import type { Engine } from '../../../engine/engine.js';
 import { parseJsonBody } from '../body.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
-import { describe } from '../../json-tensor.js';
+import { describe } from '../../../core/json-tensor.js';
 import { isNamedObject } from '../rows.js';
 import { predict } from '../tfserving/predict.js';
 import { singleModel } from './single-model.js';

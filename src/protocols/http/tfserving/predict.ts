@@ -1,7 +1,7 @@
 import type { RequestTarget } from '../v2/decode.js';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
-import { describe } from '../../json-tensor.js';
+import { describe } from '../../../core/json-tensor.js';
 import { inputsFromColumns, inputsFromInstances, isNamedObject, outputColumns, outputRows, predictionsOf } from '../rows.js';
 import { SERVING_SIGNATURE } from './metadata.js';
 

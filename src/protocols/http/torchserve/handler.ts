@@ -2,7 +2,7 @@ import type { RequestTarget } from '../v2/decode.js';
 import type { InferenceResponse } from '../../../core/inference.js';
 import type { Tensor } from '../../../core/tensor.js';
 import type { Engine } from '../../../engine/engine.js';
-import { tensorDataToJsonValues } from '../../json-tensor.js';
+import { tensorDataToJsonValues } from '../../../core/json-tensor.js';
 import { jsonOfPayload, isV2Request, type Payload } from '../payload.js';
 import { outputRows, predictionsOf, type RowInputs } from '../rows.js';
 import { rowsValue, tabularInputs } from '../tabular.js';

@@ -3,7 +3,7 @@ import { TesseraError } from '../../../core/errors.js';
 import type { InferenceRequest, RequestedOutput } from '../../../core/inference.js';
 import type { ParameterValue, Parameters, Tensor } from '../../../core/tensor.js';
 import { elementCount } from '../../../core/shape.js';
-import { describe, nestingProblem, tensorDataFromJson } from '../../json-tensor.js';
+import { describe, nestingProblem, tensorDataFromJson } from '../../../core/json-tensor.js';
 import { tensorDataFromBinary, type BinaryTail } from './binary.js';
 
 /** Where the request came from: path parameters and the caller's abort signal. */

@@ -1,6 +1,6 @@
 import type { InferenceResponse } from '../../../core/inference.js';
 import type { Tensor } from '../../../core/tensor.js';
-import { tensorDataToJsonText } from '../../json-tensor.js';
+import { tensorDataToJsonText } from '../../../core/json-tensor.js';
 import { tensorBinary } from './binary.js';
 
 /**

@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { InferenceRequest, InferenceResponse } from '../../../core/inference.js';
 import type { Engine } from '../../../engine/engine.js';
-import { describe } from '../../json-tensor.js';
+import { describe } from '../../../core/json-tensor.js';
 import { INFERENCE_HEADER, splitRequestBody, type BinaryTail } from './binary.js';
 import { classificationCount, classify } from '../../classification.js';
 import { decodeInferenceRequest, type RequestTarget } from './decode.js';

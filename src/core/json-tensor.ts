@@ -1,6 +1,6 @@
-import { allocate, type DataType, type NumericArray, type TensorData } from '../core/datatype.js';
-import { TesseraError } from '../core/errors.js';
-import { fromHalfBits, toHalfBits } from '../core/float16.js';
+import { allocate, type DataType, type NumericArray, type TensorData } from './datatype.js';
+import { TesseraError } from './errors.js';
+import { fromHalfBits, toHalfBits } from './float16.js';
 
 /**
  * Tensor data as JSON, for every JSON protocol: values go straight from the parsed JSON into
