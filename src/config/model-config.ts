@@ -111,6 +111,13 @@ export const modelConfigSchema = z.strictObject({
   queue_policy: queuePolicy.optional(),
   parameters: z.record(z.string(), parameterValue).default({}),
   warmup: warmup.optional(),
+  /**
+   * Pre/post-processing for raw requests (TorchServe-style /predictions): `image`, `tabular`,
+   * `custom` (the directory's handler.js/.ts), `default`. Absent: custom when the directory has
+   * a handler module, else none.
+   */
+  handler: z.enum(['image', 'tabular', 'custom', 'default']).optional(),
+  handler_options: z.record(z.string(), z.unknown()).default({}),
   default_model_filename: z.string().min(1).optional(),
   label_filename: z.string().min(1).optional(),
 });

@@ -4,6 +4,7 @@ import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { ModelMetadata, RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
+import type { HandlerRequest } from '../backends/handlers/handler.js';
 import type { VersionStatisticsSnapshot } from '../scheduler/stats.js';
 import { writeOverrideFiles } from '../repository/override-files.js';
 import { configView, type ModelConfigView } from './config-view.js';
@@ -28,6 +29,13 @@ export interface EngineOptions {
   /** Poll mode: seconds between repository scans. */
   readonly pollIntervalSeconds?: number;
   readonly logger?: Logger;
+}
+
+/** What a protocol passes on about the caller of a handler request. */
+export interface PredictCaller {
+  readonly signal?: AbortSignal;
+  readonly protocol?: string;
+  readonly traceparent?: string;
 }
 
 export interface ModelStatisticsEntry extends VersionStatisticsSnapshot {
@@ -275,6 +283,31 @@ export class Engine {
       version: served.version,
       outputs,
     };
+  }
+
+  /** The handler kind serving raw requests for a model version, or undefined when it has none. */
+  modelHandlerKind(name: string, version?: string): string | undefined {
+    return this.resolve(this.record(name), version).handler?.kind;
+  }
+
+  /**
+   * Serve a raw request through the model's handler: preprocess into tensors, infer, then
+   * postprocess into a JSON-ready answer (TorchServe's handler flow).
+   */
+  async predict(name: string, version: string | undefined, raw: HandlerRequest, caller: PredictCaller = {}): Promise<{ readonly version: string; readonly answer: unknown }> {
+    const served = this.resolve(this.record(name), version);
+    const handled = served.handler;
+    if (handled === undefined) throw new TesseraError('INVALID_REQUEST', `model '${name}' has no handler; send tensors to its inference endpoint`);
+    const prepared = await handled.handler.preprocess(raw, handled.info);
+    const response = await this.infer({
+      model: name,
+      version: served.version,
+      inputs: prepared.inputs,
+      ...(prepared.outputNames === undefined ? {} : { outputs: prepared.outputNames.map((output) => ({ name: output })) }),
+      ...caller,
+    });
+    const answer = await handled.handler.postprocess(response.outputs, handled.info, prepared.context);
+    return { version: response.version, answer };
   }
 
   /** Stop taking requests, let queued and running ones finish, release every model. Idempotent. */

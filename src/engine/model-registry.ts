@@ -1,4 +1,6 @@
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { findHandlerFile } from '../backends/handlers/custom.js';
 import { describeIssues, modelConfigSchema, type ModelConfigFile } from '../config/model-config.js';
 import { TesseraError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -225,7 +227,10 @@ export class ModelRegistry {
     record.discovered = discovered;
     record.problem = undefined;
 
-    const configKey = JSON.stringify([config, discovered.labels ?? null]);
+    // A changed handler module reloads the model like a changed config does.
+    const handlerFile = await findHandlerFile(record.dir);
+    const handlerStamp = handlerFile === undefined ? null : await stat(handlerFile).then((info) => `${info.size}:${info.mtimeMs}`, () => null);
+    const configKey = JSON.stringify([config, discovered.labels ?? null, handlerStamp]);
     const filename = config.default_model_filename ?? backend.defaultModelFilename;
     const selected = selectVersions(config.version_policy, discovered.versions).map(String);
     const failures: string[] = [];
@@ -236,7 +241,7 @@ export class ModelRegistry {
         const existing = record.versions.get(version);
         if (existing !== undefined && existing.fingerprint === fingerprint && existing.state === 'READY') return;
         if (record.failedFingerprints.get(version) === fingerprint && existing?.state === 'READY') return;
-        const candidate = new ModelVersion(record.name, version, record.dir, config, backend, fingerprint);
+        const candidate = new ModelVersion(record.name, version, record.dir, config, backend, discovered.labels, fingerprint);
         await candidate.load(this.options.scheduling, this.options.logger);
         if (candidate.state === 'READY') {
           record.failedFingerprints.delete(version);

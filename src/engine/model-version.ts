@@ -8,6 +8,16 @@ import { resolveSignature, type ModelSignature } from '../repository/signature.j
 import { Scheduler } from '../scheduler/scheduler.js';
 import { VersionStatistics } from '../scheduler/stats.js';
 import { warmUp, warmupBatchSizes } from './warmup.js';
+import {
+  createHandler,
+  planImage,
+  planTabular,
+  resolveHandlerKind,
+  validateHandlerOptions,
+  type HandlerKind,
+  type HandlerModelInfo,
+  type ModelHandler,
+} from '../backends/handlers/index.js';
 import { channels, publish } from '../core/events.js';
 
 /** Server-wide settings every version's scheduler starts from. */
@@ -29,6 +39,8 @@ export class ModelVersion {
   reloadFailure = '';
   signature: ModelSignature | undefined;
   readonly stats = new VersionStatistics();
+  /** The version's handler and what it knows of the model, when it has one. */
+  handler: { readonly kind: HandlerKind; readonly handler: ModelHandler; readonly info: HandlerModelInfo } | undefined;
   private backendModel: BackendModel | undefined;
   private scheduler: Scheduler | undefined;
   private unloading: Promise<void> | undefined;
@@ -39,6 +51,8 @@ export class ModelVersion {
     readonly dir: string,
     readonly config: ModelConfigFile,
     readonly backend: Backend,
+    /** Class labels (labels.txt). */
+    readonly labels: readonly string[] | undefined,
     /** What the version was loaded from (see repository/fingerprint.ts). */
     readonly fingerprint = '',
   ) {}
@@ -71,6 +85,7 @@ export class ModelVersion {
           throw new TesseraError('MODEL_LOAD_FAILED', `warm-up failed: ${toTesseraError(error).message}`, { cause: error });
         });
       }
+      this.handler = await this.createHandler(signature);
       this.signature = signature;
       this.scheduler = this.createScheduler(signature, defaults);
       if (this.unloading !== undefined) return;
@@ -93,6 +108,28 @@ export class ModelVersion {
         reason: failure.message,
       }));
     }
+  }
+
+  /**
+   * The configured handler (or the directory's handler module), checked against the model now
+   * so a bad handler config fails the load rather than the first request.
+   */
+  private async createHandler(signature: ModelSignature): Promise<ModelVersion['handler']> {
+    const kind = await resolveHandlerKind(this.config.handler, this.dir);
+    if (kind === 'default' && this.config.handler === undefined) return undefined;
+    validateHandlerOptions(kind, this.config.handler_options);
+    const info: HandlerModelInfo = {
+      name: this.model,
+      version: this.version,
+      inputs: signature.inputs,
+      outputs: signature.outputs,
+      maxBatchSize: signature.maxBatchSize,
+      labels: this.labels,
+      options: this.config.handler_options,
+    };
+    if (kind === 'image') planImage(info);
+    if (kind === 'tabular') planTabular(info);
+    return { kind, handler: await createHandler(kind, this.dir), info };
   }
 
   /** The scheduler of a READY version; otherwise MODEL_UNAVAILABLE with the state and reason. */

@@ -183,7 +183,8 @@ export class AuditLog {
     let bytes = 256;
     if (entry === undefined) {
       // Failed before requestStart (unknown model, invalid request): sample it now, without inputs.
-      config = this.configOf(event.model);
+      // Unknown model names come from callers: they are not looked up (nor cached).
+      config = event.outcome === 'MODEL_NOT_FOUND' ? this.defaultModelConfig : this.configOf(event.model);
       if (config.sample_rate <= 0 || !this.sampled(config)) return;
     } else {
       this.pending.delete(event.request);

@@ -3,6 +3,7 @@ import type { Engine } from '../../../engine/engine.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { payloadsOf } from '../payload.js';
+import { handlerAnswerJson } from '../../../backends/handlers/common.js';
 import { torchServeErrorBody } from './errors.js';
 import { predictTabular } from './handler.js';
 
@@ -16,7 +17,8 @@ type Params = { model: string; version?: string };
 /**
  * TorchServe's inference API (pytorch/serve docs/inference_api.md): `POST|PUT
  * /predictions/{model}[/{version}]` with the raw body or a multipart upload (`curl -T file` sends
- * PUT, `curl -F data=@file` multipart), answered by the default tabular/JSON handler. Errors
+ * PUT, `curl -F data=@file` multipart), answered by the model's handler (image, tabular,
+ * custom; see docs/handlers.md) or, for models without one, the default tabular/JSON handler. Errors
  * are TorchServe's `{"code", "type", "message"}`. `GET /ping` is registered by
  * {@link registerPingRoute}, shared with SageMaker.
  */
@@ -31,6 +33,18 @@ export function registerTorchServeRoutes(app: FastifyInstance, options: TorchSer
         const payloads = await payloadsOf(req);
         const caller = callerContext(req, reply, 'torchserve');
         const { model, version } = req.params;
+        if (engine.modelHandlerKind(model, version) !== undefined) {
+          // The model's handler (image, tabular, custom) takes the raw upload.
+          const files = payloads.map((payload, i) => ({
+            fieldName: payload.field ?? (i === 0 ? 'body' : `part${i}`),
+            filename: undefined,
+            contentType: payload.mediaType === '' ? undefined : payload.mediaType,
+            data: payload.bytes,
+          }));
+          const fields = Object.fromEntries(Object.entries(req.query as Record<string, unknown>).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+          const { answer } = await engine.predict(model, version, { files, fields }, caller);
+          return reply.code(200).type('application/json').send(handlerAnswerJson(answer));
+        }
         const answer = await predictTabular(engine, { model, ...(version === undefined ? {} : { version }), ...caller }, payloads);
         return sendJson(reply, 200, answer);
       }),
