@@ -224,6 +224,9 @@ export class ModelRegistry {
     const config = discovered.config!;
     const backend = this.backendFor(config);
     if (backend === undefined) return fail(`no backend named '${config.backend}'`);
+    if (discovered.ignoredConfigFields.length > 0 && JSON.stringify(record.discovered?.ignoredConfigFields) !== JSON.stringify(discovered.ignoredConfigFields)) {
+      this.options.logger.warn({ model: record.name, ignored: discovered.ignoredConfigFields }, 'config.pbtxt fields Tessera does not honour were ignored');
+    }
     record.discovered = discovered;
     record.problem = undefined;
 

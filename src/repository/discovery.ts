@@ -16,6 +16,8 @@ export interface DiscoveredModel {
   /** Numeric version directories found, ascending. */
   readonly versions: readonly number[];
   readonly labels: readonly string[] | undefined;
+  /** Fields of a Triton config.pbtxt that Tessera does not honour (logged once per load). */
+  readonly ignoredConfigFields: readonly string[];
 }
 
 const VERSION_DIR = /^(0|[1-9][0-9]{0,15})$/;
@@ -81,7 +83,7 @@ export async function discoverModel(name: string, dir: string, configOverride?: 
     .filter((name) => VERSION_DIR.test(name))
     .map(Number)
     .sort((a, b) => a - b);
-  const configResult = configOverride === undefined ? await readModelConfig(dir, files) : ({ ok: true, config: configOverride, file: undefined } as const);
+  const configResult = configOverride === undefined ? await readModelConfig(dir, files) : ({ ok: true, config: configOverride, file: undefined, ignored: [] } as const);
   const config = configResult.ok ? configResult.config : undefined;
   let problem = configResult.ok ? undefined : configResult.reason;
   if (config?.name !== undefined && config.name !== name) {
@@ -95,5 +97,6 @@ export async function discoverModel(name: string, dir: string, configOverride?: 
     problem ??= `label file ${config.label_filename} not found`;
   }
   if (problem === undefined && versions.length === 0) problem = 'no version directories (expected e.g. 1/model.onnx)';
-  return { name, dir, config: problem === undefined ? config : undefined, problem, versions, labels };
+  const ignoredConfigFields = configResult.ok ? configResult.ignored : [];
+  return { name, dir, config: problem === undefined ? config : undefined, problem, versions, labels, ignoredConfigFields };
 }

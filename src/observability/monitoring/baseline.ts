@@ -359,15 +359,16 @@ export async function readRowFile(path: string): Promise<RowFile> {
 /**
  * What `tessera baseline <model> --data <file>` does: read a CSV/JSONL file of rows and write
  * the baseline to `target` (the model directory or a .json path). Feature names: `featureNames`
- * if given (e.g. the model's `monitoring.features`), else the file's header/keys, else f0, f1, ...
+ * if given; else the file's header/keys; else `defaultFeatureNames` (e.g. the model's
+ * `monitoring.features`, for a file without a header); else f0, f1, ...
  */
 export async function createBaselineFromFile(
   dataFile: string,
   target: string,
-  options: BaselineOptions & { readonly fileName?: string } = {},
+  options: BaselineOptions & { readonly fileName?: string; readonly defaultFeatureNames?: readonly string[] } = {},
 ): Promise<{ path: string; baseline: Baseline }> {
   const file = await readRowFile(dataFile);
-  const featureNames = options.featureNames ?? file.featureNames;
+  const featureNames = options.featureNames ?? file.featureNames ?? options.defaultFeatureNames;
   return writeBaseline(target, file.rows, {
     ...options,
     ...(featureNames === undefined ? {} : { featureNames }),

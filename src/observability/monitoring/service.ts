@@ -135,7 +135,8 @@ export class MonitoringService {
    * of the model (or just `version`). Versions appear once they have served a request.
    */
   snapshot(model: string, version?: string): ModelMonitoringSnapshot {
-    const config = this.configOf(model);
+    // Not cached: the name may come straight from a URL.
+    const config = this.configOf(model, false);
     const versions: VersionMonitoringSnapshot[] = [];
     for (const monitor of this.monitors.values()) {
       if (monitor.model !== model || (version !== undefined && monitor.version !== version)) continue;
@@ -181,6 +182,8 @@ export class MonitoringService {
   }
 
   private monitorFor(model: string, version: string): VersionMonitor | undefined {
+    // A model known to be unmonitored: one map lookup, nothing allocated.
+    if (this.configs.get(model) === null) return undefined;
     const key = `${model}\u0000${version}`;
     const existing = this.monitors.get(key);
     if (existing !== undefined) return existing;
@@ -205,7 +208,7 @@ export class MonitoringService {
     return monitor;
   }
 
-  private configOf(model: string): MonitoringConfig | undefined {
+  private configOf(model: string, cache = true): MonitoringConfig | undefined {
     const cached = this.configs.get(model);
     if (cached !== undefined) return cached ?? undefined;
     let config: MonitoringConfig | undefined;
@@ -215,7 +218,7 @@ export class MonitoringService {
       config = undefined;
     }
     const effective = config !== undefined && config.enabled ? config : undefined;
-    this.configs.set(model, effective ?? null);
+    if (cache) this.configs.set(model, effective ?? null);
     return effective;
   }
 
