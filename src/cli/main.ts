@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { TESSERA_VERSION } from '../server/version.js';
+import { inspectCommand, packCommand } from './archive-commands.js';
 import { inferCommand } from './infer.js';
 import { modelsCommand } from './models.js';
 import { serveCommand } from './serve.js';
@@ -33,6 +34,9 @@ export function buildProgram(): Command {
     .option('--grpc <bool>', 'V2 gRPC service (default true)')
     .option('--grpc-port <port>', 'gRPC port (default 8001)')
     .option('--grpc-max-message-bytes <n>', 'largest gRPC message (default 256 MiB)')
+    .option('--management <bool>', 'management API listener (default true)')
+    .option('--management-host <host>', 'management API address (default 127.0.0.1)')
+    .option('--management-port <port>', 'management API port (default 8081)')
     .option('--metrics <bool>', 'Prometheus metrics (default true)')
     .option('--metrics-port <port>', 'metrics port (default 8002)')
     .option('--metrics-on-http-port <bool>', 'serve /metrics on the HTTP port instead of its own (default false)')
@@ -55,6 +59,21 @@ export function buildProgram(): Command {
     .description('list the models of a repository, load them, and say why any is unavailable')
     .option('--json', 'print the index as JSON')
     .action(modelsCommand);
+
+  program
+    .command('pack <model-dir>')
+    .description('bundle a model directory (versions, config, labels, handler) into a .tar.gz with a checksummed manifest')
+    .option('-o, --output <file>', 'archive to write (default <model-dir>.tar.gz)')
+    .option('--name <name>', 'model name recorded in the manifest (default the directory name)')
+    .option('--model-version <n...>', 'version directories to pack (default all)')
+    .option('--include <path...>', 'extra files or directories to pack')
+    .action(packCommand);
+
+  program
+    .command('inspect <archive>')
+    .description("print a model archive's manifest")
+    .option('--verify', "check every file against the manifest's sha256")
+    .action(inspectCommand);
 
   return program;
 }

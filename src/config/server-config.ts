@@ -24,6 +24,7 @@ export const SERVER_DEFAULTS = {
   grpcPort: 8001,
   grpcMaxMessageBytes: 256 * 1024 * 1024,
   metricsPort: 8002,
+  managementPort: 8081,
   repositoryPollSecs: 15,
   /** Responses smaller than this are not compressed (gzip costs more than it saves on them). */
   compressionThresholdBytes: 1024,
@@ -59,6 +60,11 @@ export const serverConfigSchema = z.strictObject({
   grpcPort: z.number().int().min(0).max(65535).default(SERVER_DEFAULTS.grpcPort),
   /** Largest gRPC message received or sent (grpc-js's default of 4 MiB is too small for real tensors). */
   grpcMaxMessageBytes: z.number().int().min(1024).default(SERVER_DEFAULTS.grpcMaxMessageBytes),
+  /** The management API (list, register, scale, set default, unregister): its own listener. */
+  management: z.boolean().default(true),
+  /** Loopback by default: the management API changes what is served and has no auth of its own yet. */
+  managementHost: z.string().min(1).default('127.0.0.1'),
+  managementPort: z.number().int().min(0).max(65535).default(SERVER_DEFAULTS.managementPort),
   /** Prometheus metrics. */
   metrics: z.boolean().default(true),
   /** Port of the metrics listener (Triton's 8002); `metricsOnHttpPort` serves /metrics on the HTTP port instead. */

@@ -50,6 +50,7 @@ export const ERROR_CATALOG = {
     category: 'unsupported',
     summary: 'Loading and unloading through the API is off in this model control mode (poll follows the repository).',
   },
+  MODEL_ALREADY_EXISTS: { category: 'already_exists', summary: 'A model of that name is already in the repository.' },
   QUEUE_FULL: { category: 'unavailable', summary: "The model's queue is full; retry after the indicated delay." },
   DEADLINE_EXCEEDED: { category: 'deadline_exceeded', summary: "The request's timeout expired before it ran." },
   REQUEST_CANCELLED: { category: 'cancelled', summary: 'The caller went away before the request ran.' },

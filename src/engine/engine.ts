@@ -6,6 +6,9 @@ import type { ModelMetadata, RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
 import type { HandlerRequest } from '../backends/handlers/handler.js';
 import type { VersionStatisticsSnapshot } from '../scheduler/stats.js';
+import { stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { extractArchive, inspectArchive } from '../repository/archive.js';
 import { writeOverrideFiles } from '../repository/override-files.js';
 import { configView, type ModelConfigView } from './config-view.js';
 import { ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
@@ -210,6 +213,40 @@ export class Engine {
     this.assertOpen();
     this.assertApiControl('unload');
     return this.registry.unload(name);
+  }
+
+  /**
+   * Add a model from a model archive (`tessera pack`; unpacked into the repository after its
+   * checksums are verified) or from a model directory elsewhere on disk, then load it.
+   */
+  async registerModel(source: string, options: { readonly name?: string } = {}): Promise<string> {
+    this.assertOpen();
+    this.assertApiControl('register');
+    if (/\.(tar\.gz|tgz)$/.test(source)) {
+      const manifest = await inspectArchive(source);
+      const name = options.name ?? manifest.name;
+      if (this.registry.get(name)?.wanted === true) throw new TesseraError('MODEL_ALREADY_EXISTS', `model '${name}' is already loaded; unregister it first`);
+      const dest = join(resolve(this.options.repository), name);
+      if (await stat(dest).then(() => true, () => false)) {
+        throw new TesseraError('MODEL_ALREADY_EXISTS', `${dest} already exists; remove it or register the archive under another name`);
+      }
+      await extractArchive(source, dest);
+      await this.registry.load(name);
+      return name;
+    }
+    const info = await stat(source).catch(() => undefined);
+    if (info?.isDirectory() !== true) throw new TesseraError('INVALID_PARAMETER', `'${source}' is neither a model archive (.tar.gz) nor a model directory`);
+    const name = options.name ?? basename(resolve(source));
+    if (this.registry.get(name)?.wanted === true) throw new TesseraError('MODEL_ALREADY_EXISTS', `model '${name}' is already loaded; unregister it first`);
+    await this.registry.load(name, { dir: resolve(source) });
+    return name;
+  }
+
+  /** Reload a model with `count` instances (management API's scale). */
+  scaleModel(name: string, count: number): Promise<void> {
+    this.assertOpen();
+    if (!Number.isInteger(count) || count < 1 || count > 64) throw new TesseraError('INVALID_PARAMETER', `instances must be an integer from 1 to 64, got ${count}`);
+    return this.registry.scale(name, count);
   }
 
   private assertApiControl(verb: string): void {

@@ -8,6 +8,7 @@ import type { RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
 import { discoverModel, isModelName, listModelNames, type DiscoveredModel } from '../repository/discovery.js';
 import { versionFingerprint } from '../repository/fingerprint.js';
+import { listRepositoryArchives, unpackRepositoryArchive, type RepositoryArchive } from '../repository/repository-archives.js';
 import { selectVersions } from '../repository/version-policy.js';
 import { ModelVersion, type SchedulingDefaults } from './model-version.js';
 
@@ -63,6 +64,8 @@ const LOAD_CONCURRENCY = 2;
  */
 export class ModelRegistry {
   private readonly records = new Map<string, ModelRecord>();
+  /** Archives in the repository directory, by model name (from the last scan). */
+  private readonly archives = new Map<string, RepositoryArchive>();
   private pollTimer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
   private closed = false;
@@ -159,6 +162,15 @@ export class ModelRegistry {
     });
   }
 
+  /** Run a model on `count` instances: it reloads with that instance_group, beside the serving versions. */
+  scale(name: string, count: number): Promise<void> {
+    const record = this.records.get(name);
+    if (record === undefined) throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not in the repository`);
+    const current = record.configOverride ?? record.discovered?.config;
+    if (current === undefined) throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' is not loaded; load it before scaling it`);
+    return this.load(name, { config: { ...current, instance_group: [{ count, kind: 'KIND_CPU' }] } });
+  }
+
   /** Pin the version that serves requests naming none (undefined: back to the highest READY). */
   setDefaultVersion(name: string, version: string | undefined): void {
     const record = this.records.get(name);
@@ -208,12 +220,20 @@ export class ModelRegistry {
       record.configOverride = parsed.data;
     }
     if (options.dir !== undefined) record.dir = options.dir;
+    const archive = options.dir === undefined && record.inRepository ? this.archives.get(record.name) : undefined;
     record.wanted = true;
     const fail = (problem: string): never => {
       record.problem = problem;
       this.options.logger.error({ model: record.name, reason: problem }, 'model load failed');
       throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${problem}`);
     };
+    if (archive !== undefined) {
+      try {
+        record.dir = await unpackRepositoryArchive(this.options.repository, archive);
+      } catch (error) {
+        return fail(`archive ${archive.file} refused: ${(error as Error).message}`);
+      }
+    }
     let discovered: DiscoveredModel;
     try {
       discovered = await discoverModel(record.name, record.dir, record.configOverride);
@@ -283,9 +303,28 @@ export class ModelRegistry {
     return name === undefined ? this.options.backends[0] : this.options.backends.find((backend) => backend.name === name);
   }
 
+  /**
+   * Names of the models the repository directory holds: model directories, and model archives
+   * (unpacked and verified before they load). A directory wins over an archive of the same name.
+   */
   private async repositoryNames(): Promise<string[]> {
     try {
-      return await listModelNames(this.options.repository);
+      const names = await listModelNames(this.options.repository);
+      const archives = await listRepositoryArchives(this.options.repository, (file, reason) =>
+        this.options.logger.error({ archive: file, reason }, 'model archive refused'),
+      );
+      for (const archive of archives) {
+        if (names.includes(archive.name)) {
+          if (this.archives.get(archive.name)?.file !== archive.file) {
+            this.options.logger.warn({ model: archive.name, archive: archive.file }, 'a model directory of the same name takes precedence over the archive');
+          }
+          continue;
+        }
+        this.archives.set(archive.name, archive);
+        names.push(archive.name);
+      }
+      for (const name of [...this.archives.keys()]) if (!archives.some((a) => a.name === name)) this.archives.delete(name);
+      return names.sort();
     } catch (error) {
       throw new TesseraError('REPOSITORY_UNAVAILABLE', `cannot read model repository ${resolve(this.options.repository)}: ${(error as Error).message}`, { cause: error });
     }

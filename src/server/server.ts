@@ -5,6 +5,7 @@ import { OnnxBackend } from '../backends/onnx/backend.js';
 import type { ServerConfig } from '../config/server-config.js';
 import { Engine } from '../engine/engine.js';
 import { buildHttpApp } from '../protocols/http/app.js';
+import { buildManagementApp } from '../protocols/http/management/app.js';
 import { singleModelProblem } from '../protocols/http/cloud/single-model.js';
 import { MetricsExporter } from '../observability/metrics.js';
 import { startGrpcServer, type GrpcServerHandle } from '../protocols/grpc/server.js';
@@ -25,6 +26,8 @@ export interface TesseraServer {
   readonly grpcPort: number | undefined;
   /** Port of the metrics listener, when it has its own. */
   readonly metricsPort: number | undefined;
+  /** Port of the management API listener, when it is on. */
+  readonly managementPort: number | undefined;
   /**
    * Graceful stop: readiness turns false, listeners stop accepting, in-flight and queued
    * requests finish (up to the grace period), models are released. Idempotent.
@@ -89,6 +92,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   }
   let grpc: GrpcServerHandle | undefined;
   let metricsListener: MetricsListener | undefined;
+  const management = config.management ? buildManagementApp({ engine, logger, errors: { queueFullStatus: config.queueFullStatus } }) : undefined;
   try {
     await app.listen({ host: config.host, port: config.httpPort });
     if (config.grpc) {
@@ -104,9 +108,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       });
     }
     if (metrics !== undefined && !config.metricsOnHttpPort) metricsListener = await startMetricsListener(metrics, config.host, config.metricsPort);
+    await management?.listen({ host: config.managementHost, port: config.managementPort });
   } catch (error) {
     metrics?.close();
-    await Promise.all([engine.close(), app.close(), grpc?.close(), metricsListener?.close()]);
+    await Promise.all([engine.close(), app.close(), grpc?.close(), metricsListener?.close(), management?.close()]);
     throw error;
   }
   const address = app.server.address() as AddressInfo;
@@ -117,6 +122,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       http: `${host}:${address.port}`,
       grpc: grpc === undefined ? 'off' : grpc.port,
       metrics: metricsListener?.port ?? (metrics === undefined ? 'off' : 'http'),
+      management: management === undefined ? 'off' : `${config.managementHost}:${(management.server.address() as AddressInfo).port}`,
       repository: config.modelRepository,
       modelControlMode: config.modelControlMode,
       protocols,
@@ -130,10 +136,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     httpUrl: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
     grpcPort: grpc?.port,
     metricsPort: metricsListener?.port,
+    managementPort: management === undefined ? undefined : (management.server.address() as AddressInfo).port,
     close: () =>
       (closing ??= (async () => {
         logger.info({}, 'shutting down: draining requests');
-        await Promise.all([engine.close(), app.close(), grpc?.close()]);
+        await Promise.all([engine.close(), app.close(), grpc?.close(), management?.close()]);
         // Metrics stay scrapeable until the very end of the drain.
         metrics?.close();
         await metricsListener?.close();

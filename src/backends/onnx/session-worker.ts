@@ -14,6 +14,8 @@ const port = parentPort;
 if (port === null) throw new Error('session-worker must run in a worker thread');
 
 let session: ort.InferenceSession | undefined;
+/** Runs under way (each settles; run() reports its own failures). */
+const runs = new Set<Promise<void>>();
 
 function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
@@ -102,13 +104,20 @@ port.on('message', (message: ToWorker) => {
     case 'load':
       void load(message.modelPath, message.settings);
       return;
-    case 'run':
-      void run(message.id, message.inputs, message.outputNames);
+    case 'run': {
+      const running = run(message.id, message.inputs, message.outputNames);
+      runs.add(running);
+      void running.finally(() => runs.delete(running));
       return;
+    }
     case 'close': {
+      // A run already handed to onnxruntime executes on a later tick: releasing the session
+      // under it aborts the whole process (an uncaught Napi::Error). Release after runs end.
       const closing = session;
       session = undefined;
-      void (closing?.release() ?? Promise.resolve()).finally(() => send({ kind: 'closed' }));
+      void Promise.allSettled([...runs])
+        .then(() => closing?.release())
+        .finally(() => send({ kind: 'closed' }));
       return;
     }
   }

@@ -1,0 +1,19 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { TesseraError } from '../../../core/errors.js';
+import type { Engine } from '../../../engine/engine.js';
+import { sendError, type HttpErrorPolicy } from '../errors.js';
+import { torchServeErrorBody } from '../torchserve/errors.js';
+import { registerManagementRoutes } from './routes.js';
+
+/** The management listener's app: the management routes and TorchServe-shaped errors. */
+export function buildManagementApp(options: { engine: Engine; logger: FastifyBaseLogger; errors: HttpErrorPolicy }): FastifyInstance {
+  const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), bodyLimit: 1024 * 1024 });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  registerManagementRoutes(app, options);
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new TesseraError('ROUTE_NOT_FOUND', `no management endpoint ${request.method} ${request.url}`), options.errors, torchServeErrorBody),
+  );
+  app.setErrorHandler((error, _request, reply) => sendError(reply, error, options.errors, torchServeErrorBody));
+  return app;
+}
