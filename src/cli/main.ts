@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { TESSERA_VERSION } from '../server/version.js';
 import { inspectCommand, packCommand } from './archive-commands.js';
+import { baselineCommand } from './baseline.js';
 import { inferCommand } from './infer.js';
 import { modelsCommand } from './models.js';
 import { serveCommand } from './serve.js';
@@ -37,6 +38,14 @@ export function buildProgram(): Command {
     .option('--management <bool>', 'management API listener (default true)')
     .option('--management-host <host>', 'management API address (default 127.0.0.1)')
     .option('--management-port <port>', 'management API port (default 8081)')
+    .option('--monitoring <bool>', 'model-quality monitoring for models that configure it (default true)')
+    .option('--audit-dir <dir>', 'write the prediction audit log (JSONL, rotated) into this directory')
+    .option('--audit-sample-rate <r>', 'audit sample rate for models without an audit: section (default 0)')
+    .option('--audit-max-file-bytes <n>', 'rotate audit files at this size (default 64 MiB)')
+    .option('--audit-keep-files <n>', 'audit files kept (default 10)')
+    .option('--tracing <bool>', 'OpenTelemetry tracing over OTLP/HTTP (default false)')
+    .option('--tracing-endpoint <url>', 'OTLP/HTTP traces endpoint; turns tracing on')
+    .option('--tracing-sample-ratio <r>', 'share of new traces sampled (default 1)')
     .option('--metrics <bool>', 'Prometheus metrics (default true)')
     .option('--metrics-port <port>', 'metrics port (default 8002)')
     .option('--metrics-on-http-port <bool>', 'serve /metrics on the HTTP port instead of its own (default false)')
@@ -59,6 +68,15 @@ export function buildProgram(): Command {
     .description('list the models of a repository, load them, and say why any is unavailable')
     .option('--json', 'print the index as JSON')
     .action(modelsCommand);
+
+  program
+    .command('baseline <model>')
+    .description("write a model's drift baseline (baseline.json) from a CSV, TSV or JSONL data set")
+    .requiredOption('--data <file>', 'rows of feature values (CSV/TSV with a header, or JSONL)')
+    .option('--model-repository <dir>', 'model repository directory', './models')
+    .option('--bins <n>', 'histogram bins per feature (default 10)')
+    .option('--out <path>', 'where to write (default the model directory)')
+    .action(baselineCommand);
 
   program
     .command('pack <model-dir>')

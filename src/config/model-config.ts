@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { DATA_TYPES, type DataType } from '../core/datatype.js';
+import { auditModelConfigSchema } from './audit-config.js';
+import { monitoringConfigSchema } from './monitoring-config.js';
 
 /**
  * The schema of a model's `config.yaml` / `config.json`. Keys use Triton's model-configuration
@@ -118,6 +120,10 @@ export const modelConfigSchema = z.strictObject({
    */
   handler: z.enum(['image', 'tabular', 'custom', 'default']).optional(),
   handler_options: z.record(z.string(), z.unknown()).default({}),
+  /** Model-quality monitoring: prediction summaries and input drift (docs/monitoring.md). */
+  monitoring: monitoringConfigSchema.optional(),
+  /** Prediction audit log sampling and redaction for this model (docs/audit-log.md). */
+  audit: auditModelConfigSchema.optional(),
   default_model_filename: z.string().min(1).optional(),
   label_filename: z.string().min(1).optional(),
 });

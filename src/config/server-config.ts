@@ -65,6 +65,19 @@ export const serverConfigSchema = z.strictObject({
   /** Loopback by default: the management API changes what is served and has no auth of its own yet. */
   managementHost: z.string().min(1).default('127.0.0.1'),
   managementPort: z.number().int().min(0).max(65535).default(SERVER_DEFAULTS.managementPort),
+  /** Model-quality monitoring for models whose config has a `monitoring:` section. */
+  monitoring: z.boolean().default(true),
+  /** Prediction audit log directory; unset = no audit log. */
+  auditDir: z.string().min(1).optional(),
+  /** Audit sample rate for models whose config has no `audit:` section. */
+  auditSampleRate: z.number().min(0).max(1).default(0),
+  auditMaxFileBytes: z.number().int().min(256).default(64 * 1024 * 1024),
+  auditKeepFiles: z.number().int().min(1).default(10),
+  /** OpenTelemetry tracing (OTLP/HTTP); off by default and free when off. */
+  tracing: z.boolean().default(false),
+  /** OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; setting it turns tracing on. */
+  tracingEndpoint: z.string().url().optional(),
+  tracingSampleRatio: z.number().min(0).max(1).default(1),
   /** Prometheus metrics. */
   metrics: z.boolean().default(true),
   /** Port of the metrics listener (Triton's 8002); `metricsOnHttpPort` serves /metrics on the HTTP port instead. */

@@ -4,6 +4,7 @@ import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { ModelMetadata, RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
+import type { ModelConfigFile } from '../config/model-config.js';
 import type { HandlerRequest } from '../backends/handlers/handler.js';
 import type { VersionStatisticsSnapshot } from '../scheduler/stats.js';
 import { stat } from 'node:fs/promises';
@@ -148,6 +149,12 @@ export class Engine {
       served.instanceCount,
       served.dynamicBatching,
     );
+  }
+
+  /** The model's configuration as loaded (config file or override), if it has been discovered. Never throws. */
+  modelConfigFile(name: string): ModelConfigFile | undefined {
+    const record = this.registry.get(name);
+    return record?.configOverride ?? record?.discovered?.config;
   }
 
   /** Class labels of a model (labels.txt), if it has them. */

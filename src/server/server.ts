@@ -7,7 +7,9 @@ import { Engine } from '../engine/engine.js';
 import { buildHttpApp } from '../protocols/http/app.js';
 import { buildManagementApp } from '../protocols/http/management/app.js';
 import { singleModelProblem } from '../protocols/http/cloud/single-model.js';
+import type { InferenceRequest } from '../core/inference.js';
 import { MetricsExporter } from '../observability/metrics.js';
+import { AuditLog, MonitoringService, createTracing, registerAuditMetrics, registerMonitoringMetrics } from '../observability/index.js';
 import { startGrpcServer, type GrpcServerHandle } from '../protocols/grpc/server.js';
 import { createLogger } from './logger.js';
 import { startMetricsListener, type MetricsListener } from './metrics-listener.js';
@@ -46,6 +48,46 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // Listening before the engine starts, so the loads at start-up are counted too.
   let started: Engine | undefined;
   const metrics = config.metrics ? new MetricsExporter({ describeModels: () => started?.describeModels() ?? [] }) : undefined;
+  const configOf = (model: string) => started?.modelConfigFile(model);
+  const monitoring = config.monitoring
+    ? new MonitoringService({
+        source: {
+          monitoringConfig: (model) => configOf(model)?.monitoring,
+          modelDirectory: (model) => (started?.modelConfigFile(model) === undefined ? undefined : started.describeModels(model)[0]?.directory),
+          modelLabels: (model) => (started?.modelConfigFile(model) === undefined ? undefined : started.modelLabels(model)),
+        },
+        logger,
+      })
+    : undefined;
+  const audit =
+    config.auditDir === undefined
+      ? undefined
+      : new AuditLog({
+          directory: config.auditDir,
+          sampleRate: config.auditSampleRate,
+          maxFileBytes: config.auditMaxFileBytes,
+          keepFiles: config.auditKeepFiles,
+          modelConfig: (model) => configOf(model)?.audit,
+          logger,
+        });
+  const tracing = createTracing({
+    enabled: config.tracing || config.tracingEndpoint !== undefined,
+    ...(config.tracingEndpoint === undefined ? {} : { endpoint: config.tracingEndpoint }),
+    sampleRatio: config.tracingSampleRatio,
+    serviceVersion: TESSERA_VERSION,
+    logger,
+  });
+  if (metrics !== undefined) {
+    if (monitoring !== undefined) registerMonitoringMetrics(metrics.registry, monitoring);
+    if (audit !== undefined) registerAuditMetrics(metrics.registry, audit);
+  }
+  /** Observability that outlives the request path: closed after the engine drained. */
+  const closeObservability = async (): Promise<void> => {
+    await audit?.close();
+    await tracing?.close();
+    monitoring?.close();
+    metrics?.close();
+  };
   const engine = await Engine.start({
     repository: config.modelRepository,
     backends: [new OnnxBackend(), new FakeBackend()],
@@ -61,8 +103,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     initialModels: config.loadModel,
     pollIntervalSeconds: config.repositoryPollSecs,
     logger,
-  }).catch((error: unknown) => {
-    metrics?.close();
+  }).catch(async (error: unknown) => {
+    await closeObservability();
     throw error;
   });
   started = engine;
@@ -81,6 +123,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       vertex: config.vertex ? { healthRoute: config.vertexHealthRoute, predictRoute: config.vertexPredictRoute } : undefined,
       azureml: config.azureml,
       defaultModel: config.defaultModel,
+    },
+    observability: {
+      ...(monitoring === undefined ? {} : { monitoringSnapshot: (model: string, version?: string) => monitoring.snapshot(model, version) }),
+      ...(tracing === undefined ? {} : { traceparentFor: (request: InferenceRequest) => tracing.traceparentFor(request) }),
     },
   });
   if (config.sagemaker || config.vertex || config.azureml) {
@@ -110,8 +156,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     if (metrics !== undefined && !config.metricsOnHttpPort) metricsListener = await startMetricsListener(metrics, config.host, config.metricsPort);
     await management?.listen({ host: config.managementHost, port: config.managementPort });
   } catch (error) {
-    metrics?.close();
     await Promise.all([engine.close(), app.close(), grpc?.close(), metricsListener?.close(), management?.close()]);
+    await closeObservability();
     throw error;
   }
   const address = app.server.address() as AddressInfo;
@@ -141,8 +187,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       (closing ??= (async () => {
         logger.info({}, 'shutting down: draining requests');
         await Promise.all([engine.close(), app.close(), grpc?.close(), management?.close()]);
-        // Metrics stay scrapeable until the very end of the drain.
-        metrics?.close();
+        // Audit records flush and spans export after the drain; metrics stay scrapeable until the end.
+        await closeObservability();
         await metricsListener?.close();
         logger.info({}, 'stopped');
       })()),

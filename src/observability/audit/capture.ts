@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { bytesOf } from '../../core/datatype.js';
 import { fromHalfBits } from '../../core/float16.js';
 import type { Tensor } from '../../core/tensor.js';
-import type { AuditModelConfig, RedactionMode } from './config.js';
+import type { AuditModelConfig, RedactionMode } from '../../config/audit-config.js';
 
 /** JSON values of a kept tensor: numbers, strings ("NaN", big integers, BYTES), booleans. */
 export type AuditValue = number | string | boolean;

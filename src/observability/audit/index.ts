@@ -8,7 +8,7 @@ export {
   type AuditModelConfig,
   type AuditModelConfigInput,
   type RedactionMode,
-} from './config.js';
+} from '../../config/audit-config.js';
 export { redactionOf, tensorSha256, type AuditTensor, type AuditValue } from './capture.js';
 export { RotatingJsonlWriter, type RotatingWriterOptions } from './writer.js';
 export { AuditLog, type AuditLogOptions, type AuditRecord, type AuditStats, type DropReason } from './service.js';

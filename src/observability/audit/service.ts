@@ -5,7 +5,7 @@ import type { ModelLoadedEvent, ModelUnloadedEvent, RequestEndEvent, RequestStar
 import type { InferenceRequest } from '../../core/inference.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { captureTensors, finishTensor, type AuditTensor, type CapturedTensor } from './capture.js';
-import { auditLogConfigSchema, auditModelConfigSchema, type AuditLogConfig, type AuditLogConfigInput, type AuditModelConfig } from './config.js';
+import { auditLogConfigSchema, auditModelConfigSchema, type AuditLogConfig, type AuditLogConfigInput, type AuditModelConfig } from '../../config/audit-config.js';
 import { RotatingJsonlWriter } from './writer.js';
 
 /** One line of the audit log. */

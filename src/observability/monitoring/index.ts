@@ -1,5 +1,5 @@
 /** Model-quality monitoring: prediction distributions and input drift (docs/monitoring.md). */
-export { monitoringConfigSchema, parseMonitoringConfig, type MonitoringConfig, type MonitoringConfigInput } from './config.js';
+export { monitoringConfigSchema, parseMonitoringConfig, type MonitoringConfig, type MonitoringConfigInput } from '../../config/monitoring-config.js';
 export {
   BASELINE_FORMAT,
   BaselineBuilder,

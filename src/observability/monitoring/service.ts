@@ -5,7 +5,7 @@ import type { ModelLoadedEvent, ModelUnloadedEvent, RequestEndEvent, RequestStar
 import { silentLogger, type Logger } from '../../core/logger.js';
 import type { Tensor } from '../../core/tensor.js';
 import { BaselineBuilder, readBaseline, type Baseline } from './baseline.js';
-import type { MonitoringConfig } from './config.js';
+import type { MonitoringConfig } from '../../config/monitoring-config.js';
 import { forEachRow, planFeatures, type FeatureLayout } from './features.js';
 import { ClassifierTracker, RegressorTracker, looksLikeProbabilities, type OutputSnapshot, type OutputTracker } from './outputs.js';
 import { DriftWindow, type WindowSpec } from './window.js';

@@ -14,7 +14,7 @@ import { channels } from '../../core/events.js';
 import type { RequestEndEvent, RequestScheduledEvent } from '../../core/events.js';
 import type { InferenceRequest } from '../../core/inference.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
-import { tracingConfigSchema, type TracingConfig, type TracingConfigInput } from './config.js';
+import { tracingConfigSchema, type TracingConfig, type TracingConfigInput } from '../../config/tracing-config.js';
 import { formatTraceparent, parseTraceparent } from './traceparent.js';
 
 export const SPAN_INFER = 'tessera.infer';

@@ -11,6 +11,7 @@ import { registerTfServingRoutes } from './tfserving/routes.js';
 import { torchServeErrorBody } from './torchserve/errors.js';
 import { registerPingRoute, registerTorchServeRoutes } from './torchserve/routes.js';
 import { registerV2Routes } from './v2/routes.js';
+import type { InferenceRequest } from '../../core/inference.js';
 
 /** Which protocols besides KServe V2 the HTTP listener speaks. */
 export interface HttpProtocols {
@@ -47,6 +48,16 @@ export interface HttpAppOptions {
   readonly compression?: HttpCompression;
   /** Default: TF Serving and TorchServe on, platform adapters off. */
   readonly protocols?: Partial<HttpProtocols>;
+  /** Hooks into observability the HTTP routes expose. */
+  readonly observability?: HttpObservability;
+}
+
+/** What the HTTP layer shows of observability: monitoring snapshots and trace context. */
+export interface HttpObservability {
+  /** JSON for GET /v2/models/{m}[/versions/{v}]/monitoring; undefined when monitoring is off. */
+  readonly monitoringSnapshot?: (model: string, version?: string) => unknown;
+  /** The `traceparent` to answer with for a request (same trace, the server's span). */
+  readonly traceparentFor?: (request: InferenceRequest) => string | undefined;
 }
 
 export const DEFAULT_PROTOCOLS: HttpProtocols = {

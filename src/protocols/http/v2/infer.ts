@@ -56,6 +56,8 @@ export interface V2Reply {
   readonly contentType: 'application/json' | 'application/octet-stream';
   /** Set when binary data follows the JSON: its length, for the Inference-Header-Content-Length header. */
   readonly inferenceHeaderLength?: number;
+  /** The engine request the answer is for (tracing looks up its span by it). */
+  readonly request?: InferenceRequest;
 }
 
 /** Decode, run and encode one V2 inference request from its raw body (JSON, or JSON + binary data). */
@@ -69,7 +71,7 @@ export async function inferV2Json(engine: Engine, json: unknown, target: Request
   const request = decodeInferenceRequest(json, target, tail);
   const plan = planOutputs(request);
   const response = applyClassification(engine, await engine.infer(request), plan);
-  return encodeV2Reply(response, plan);
+  return { ...encodeV2Reply(response, plan), request };
 }
 
 /** Replace outputs requested with `classification` by their top-k BYTES tensors. */

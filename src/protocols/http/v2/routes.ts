@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
+import type { HttpObservability } from '../app.js';
 import { parseLoadParameters, type LoadParameterValue } from '../../repository-load.js';
 import { parseJsonBody, rawBody } from '../body.js';
 import { callerContext } from '../disconnect.js';
@@ -14,6 +15,7 @@ export interface V2RoutesOptions {
   readonly errors: HttpErrorPolicy;
   readonly serverName: string;
   readonly serverVersion: string;
+  readonly observability?: HttpObservability;
 }
 
 /** V2 protocol extensions this server implements (reported by GET /v2). */
@@ -65,11 +67,24 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
       `${prefix}/stats`,
       handle<ModelParams>((req) => ({ model_stats: engine.statistics(req.params.model, req.params.version) })),
     );
+    app.get<{ Params: ModelParams }>(
+      `${prefix}/monitoring`,
+      handle<ModelParams>((req) => {
+        // Unknown models and versions answer 404 as every model endpoint does.
+        const [model] = engine.describeModels(req.params.model);
+        if (req.params.version !== undefined && !model!.versions.some((v) => v.version === req.params.version)) {
+          throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${req.params.model}' has no version '${req.params.version}'`);
+        }
+        return options.observability?.monitoringSnapshot?.(req.params.model, req.params.version) ?? { model: req.params.model, enabled: false, versions: [] };
+      }),
+    );
     app.post<{ Params: ModelParams }>(
       `${prefix}/infer`,
       handle<ModelParams>(async (req, reply) => {
         const caller = callerContext(req, reply, 'v2-http');
         const answer = await inferV2(engine, rawBody(req), req.headers, { model: req.params.model, version: req.params.version, ...caller });
+        const traceparent = answer.request === undefined ? undefined : options.observability?.traceparentFor?.(answer.request);
+        if (traceparent !== undefined) reply.header('traceparent', traceparent);
         return sendV2Reply(reply, answer);
       }),
     );
