@@ -10,7 +10,7 @@ import { startServer, type TesseraServer } from '../../src/server/server.js';
  */
 export async function startTestServer(t: TestContext | undefined, repository: string, overrides: ServerConfigInput = {}): Promise<TesseraServer> {
   const server = await startServer(
-    parseServerConfig({ modelRepository: repository, host: '127.0.0.1', httpPort: 0, grpcPort: 0, metricsPort: 0, logLevel: 'silent', ...overrides }),
+    parseServerConfig({ modelRepository: repository, host: '127.0.0.1', httpPort: 0, grpcPort: 0, metricsPort: 0, managementPort: 0, logLevel: 'silent', ...overrides }),
   );
   t?.after(() => server.close());
   return server;
