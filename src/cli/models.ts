@@ -6,6 +6,8 @@ export async function modelsCommand(repository: string, flags: { json?: boolean 
   if (engine === undefined) return;
   try {
     const index = engine.repositoryIndex();
+    // The exit status says whether every model is ready, whatever the output format.
+    if (index.some((entry) => entry.state !== 'READY')) process.exitCode = 1;
     if (flags.json === true) {
       process.stdout.write(`${JSON.stringify(index, null, 2)}\n`);
       return;
@@ -16,7 +18,6 @@ export async function modelsCommand(repository: string, flags: { json?: boolean 
     for (const row of [header, ...rows]) {
       process.stdout.write(`${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')}\n`);
     }
-    if (index.some((entry) => entry.state !== 'READY')) process.exitCode = 1;
   } finally {
     await engine.close();
   }

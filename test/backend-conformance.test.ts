@@ -1,0 +1,125 @@
+/**
+ * Both backends pass the one conformance suite (test/support/conformance.ts); the ONNX backend
+ * also survives many worker start/stop cycles.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { FakeBackend, type FakeModelDefinition } from '../src/backends/fake/backend.js';
+import { OnnxBackend } from '../src/backends/onnx/backend.js';
+import { Engine } from '../src/engine/engine.js';
+import { addModel, identityModel, makeTempRepository, writeModel } from './support/fixtures.js';
+import { backendConformance } from './support/conformance.js';
+
+/** Write `contents` as `<dir>/1/<filename>` (a version directory, as in a repository). */
+async function writeVersionFile(dir: string, filename: string, contents: Uint8Array | string): Promise<string> {
+  const file = path.join(dir, '1', filename);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, contents);
+  return file;
+}
+
+/** Active handles of worker threads (each shows as a MessagePort). */
+function activeWorkerHandles(): string[] {
+  return process.getActiveResourcesInfo().filter((name) => /worker|messageport/i.test(name));
+}
+
+backendConformance({
+  name: 'OnnxBackend',
+  create: () => new OnnxBackend(),
+  writeIdentity: (dir, datatype, shape) => writeVersionFile(dir, 'model.onnx', identityModel(datatype, shape)),
+  writeTwoInTwoOut: (dir) => writeVersionFile(dir, 'model.onnx', addModel()),
+  twoInTwoOut: (a, b) => ({ sum: a + b, diff: a - b }),
+});
+
+/** The fake backend's two-input model: outputs copy one input each plus a constant. */
+const FAKE_TWO_IN_TWO_OUT: FakeModelDefinition = {
+  inputs: [
+    { name: 'a', datatype: 'FP32', shape: [-1, 4] },
+    { name: 'b', datatype: 'FP32', shape: [-1, 4] },
+  ],
+  outputs: [
+    { name: 'sum', datatype: 'FP32', shape: [-1, 4], copy_of: 'a', add: 10 },
+    { name: 'diff', datatype: 'FP32', shape: [-1, 4], copy_of: 'b', add: -1 },
+  ],
+};
+
+backendConformance({
+  name: 'FakeBackend',
+  create: () => new FakeBackend(),
+  writeIdentity: (dir, datatype, shape) => {
+    const definition: FakeModelDefinition = {
+      inputs: [{ name: 'x', datatype, shape: [...shape] }],
+      outputs: [{ name: 'y', datatype, shape: [...shape], copy_of: 'x' }],
+      // Executions take a while, so concurrent ones really overlap.
+      delay_ms: 15,
+    };
+    return writeVersionFile(dir, 'model.json', JSON.stringify(definition));
+  },
+  writeTwoInTwoOut: (dir) => writeVersionFile(dir, 'model.json', JSON.stringify(FAKE_TWO_IN_TWO_OUT)),
+  twoInTwoOut: (a, b) => ({ sum: a + 10, diff: b - 1 }),
+});
+
+test('OnnxBackend: 8 load/execute/close cycles of 2 worker instances do not crash or leak', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'tessera-onnx-cycles-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const modelPath = await writeVersionFile(dir, 'model.onnx', identityModel('FP32', [-1, 2]));
+  const backend = new OnnxBackend();
+  const started = performance.now();
+  for (let cycle = 0; cycle < 8; cycle++) {
+    const model = await backend.load({ name: 'cycles', version: '1', modelPath, instanceCount: 2, parameters: {} });
+    assert.equal(model.instances.length, 2);
+    // Even cycles run both instances before closing; odd ones close straight after loading.
+    if (cycle % 2 === 0) {
+      const results = await Promise.all(
+        model.instances.map((instance, i) =>
+          instance.execute([{ name: 'x', datatype: 'FP32', shape: [1, 2], data: Float32Array.from([cycle, i]) }], ['y']),
+        ),
+      );
+      results.forEach((result, i) => assert.deepEqual(Array.from(result.outputs[0]!.data as Float32Array), [cycle, i]));
+    }
+    await model.close();
+  }
+  // The workers are gone: a live worker shows as an active MessagePort handle.
+  const workers = activeWorkerHandles();
+  assert.deepEqual(workers, [], `worker handles still active: ${workers.join(', ')}`);
+  t.diagnostic(`8 cycles in ${(performance.now() - started).toFixed(0)} ms`);
+});
+
+test('OnnxBackend: a failed multi-instance load stops every worker it started', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'tessera-onnx-fail-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const modelPath = await writeVersionFile(dir, 'model.onnx', new TextEncoder().encode('not onnx'));
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(new OnnxBackend().load({ name: 'bad', version: '1', modelPath, instanceCount: 2, parameters: {} }), /could not load/);
+  }
+  assert.deepEqual(activeWorkerHandles(), []);
+});
+
+test('Engine: close() during an explicit model load leaves no worker running', async (t) => {
+  const repo = await makeTempRepository('tessera-close-while-loading-');
+  t.after(() => rm(repo, { recursive: true, force: true }));
+  await writeModel(repo, 'late', 1, identityModel('FP32', [-1, 4]));
+  const engine = await Engine.start({
+    repository: repo,
+    backends: [new OnnxBackend()],
+    scheduling: { defaultMaxBatchSize: 8, maxQueueSize: 16, retryAfterSeconds: 1, holdUntilQueued: 0 },
+    strictReadiness: true,
+    drainGraceMs: 1_000,
+    controlMode: 'explicit',
+  });
+  const loading = engine.loadModel('late').then(
+    () => 'loaded',
+    (error: unknown) => (error as Error).message,
+  );
+  // The worker is starting: close now.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await engine.close();
+  assert.deepEqual(activeWorkerHandles(), [], 'a worker outlived close()');
+  await loading;
+  assert.ok(engine.repositoryIndex().every((entry) => entry.state !== 'READY'), JSON.stringify(engine.repositoryIndex()));
+  assert.deepEqual(activeWorkerHandles(), []);
+});
