@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DATA_TYPES, type DataType } from '../core/datatype.js';
 import { auditModelConfigSchema } from './audit-config.js';
 import { monitoringConfigSchema } from './monitoring-config.js';
+import { routingConfigSchema } from '../routing/config.js';
 
 /**
  * The schema of a model's `config.yaml` / `config.json`. Keys use Triton's model-configuration
@@ -52,7 +53,8 @@ const versionPolicy = z.union([
 ]);
 
 const instanceGroup = z.strictObject({
-  count: z.number().int().min(1).default(1),
+  /** At most 64, as the management API's scale: each instance is a worker thread with its own session. */
+  count: z.number().int().min(1).max(64).default(1),
   kind: z.enum(['KIND_CPU', 'KIND_AUTO']).default('KIND_CPU'),
   name: z.string().optional(),
 });
@@ -124,6 +126,8 @@ export const modelConfigSchema = z.strictObject({
   monitoring: monitoringConfigSchema.optional(),
   /** Prediction audit log sampling and redaction for this model (docs/audit-log.md). */
   audit: auditModelConfigSchema.optional(),
+  /** Version routing and safe rollouts: split, sticky keys, aliases, shadow, canary, circuit breaker (docs/rollouts.md). */
+  routing: routingConfigSchema.optional(),
   default_model_filename: z.string().min(1).optional(),
   label_filename: z.string().min(1).optional(),
 });

@@ -52,15 +52,57 @@ export const ERROR_CATALOG = {
   },
   MODEL_ALREADY_EXISTS: { category: 'already_exists', summary: 'A model of that name is already in the repository.' },
   QUEUE_FULL: { category: 'unavailable', summary: "The model's queue is full; retry after the indicated delay." },
+  OVERLOADED: {
+    category: 'unavailable',
+    summary: 'The server is overloaded (event-loop delay or memory above the configured limits) and sheds new work; retry after the indicated delay.',
+  },
   DEADLINE_EXCEEDED: { category: 'deadline_exceeded', summary: "The request's timeout expired before it ran." },
   REQUEST_CANCELLED: { category: 'cancelled', summary: 'The caller went away before the request ran.' },
   SHUTTING_DOWN: { category: 'unavailable', summary: 'The server is shutting down and takes no new work.' },
+  UNAUTHENTICATED: {
+    category: 'unauthenticated',
+    summary: 'The request carries no credential where one is needed, or one that is invalid or expired (API key or bearer token).',
+  },
+  PERMISSION_DENIED: {
+    category: 'permission_denied',
+    summary: "The credential lacks the scope the endpoint needs (infer, read, admin), or may not use that model.",
+  },
+  RATE_LIMITED: {
+    category: 'resource_exhausted',
+    summary: 'The caller (its key, or its address without one) exceeded its request rate, overall or for the model; retry after the indicated delay.',
+  },
+  QUERY_BUDGET_EXHAUSTED: {
+    category: 'resource_exhausted',
+    summary: "The caller used up its inference budget for the period; retry after the indicated delay (when the period renews).",
+  },
+  LIMIT_EXCEEDED: {
+    category: 'too_large',
+    summary: 'The request exceeds a configured limit (tensor elements, batch rows, BYTES element length, JSON nesting depth, number of inputs); the message names the limit and its setting.',
+  },
   ROUTE_NOT_FOUND: { category: 'not_found', summary: 'No endpoint at that path and method.' },
   UNSUPPORTED_MEDIA_TYPE: { category: 'unsupported', summary: 'The request body has a content type the endpoint does not accept.' },
   PAYLOAD_TOO_LARGE: { category: 'too_large', summary: 'The request body is larger than the configured limit.' },
   INVALID_MODEL_ARCHIVE: {
     category: 'invalid_argument',
     summary: 'A model archive is malformed, unsafe, or does not match its manifest.',
+  },
+  CIRCUIT_OPEN: {
+    category: 'unavailable',
+    summary: "The model version's circuit breaker is open (consecutive failures) and no fallback can serve; retry after the indicated delay.",
+  },
+  ROLLOUT_IN_PROGRESS: { category: 'already_exists', summary: 'A canary rollout of the model is already running; abort it first.' },
+  ROLLOUT_NOT_FOUND: { category: 'not_found', summary: 'The model has no such rollout, shadow, alias or circuit breaker to act on.' },
+  INVALID_BATCH_INPUT: {
+    category: 'invalid_argument',
+    summary: "A batch job's input cannot be read or parsed as its format, or lacks a column the job names.",
+  },
+  BATCH_CHECKPOINT_CONFLICT: {
+    category: 'already_exists',
+    summary: "A batch job's output holds the checkpoint of a different job, or another process is writing it.",
+  },
+  UPSTREAM_UNAVAILABLE: {
+    category: 'unavailable',
+    summary: 'A remote inference endpoint kept refusing or failing a request after every retry, or answered what V2 does not.',
   },
   INFERENCE_FAILED: { category: 'internal', summary: 'The backend failed while running the model.' },
   HANDLER_FAILED: { category: 'internal', summary: "A model's handler failed while post-processing, or returned invalid tensors." },

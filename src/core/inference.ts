@@ -30,6 +30,15 @@ export interface InferenceRequest {
   readonly protocol?: string;
   /** W3C trace context of the caller (`traceparent` header value), for tracing only. */
   readonly traceparent?: string;
+  /** Sticky-routing key (e.g. a user id): the same key is always served by the same version (src/routing). */
+  readonly routingKey?: string;
+  /** A version or alias asked for outside the URL, for testing; a version in the URL still wins (src/routing). */
+  readonly versionOverride?: string;
+  /**
+   * Reads one of the caller's HTTP headers or gRPC metadata entries by lower-case name (first
+   * value); routing takes sticky keys and version overrides from the headers a model's config names.
+   */
+  readonly callerHeader?: (name: string) => string | undefined;
 }
 
 /** The engine's answer, before any protocol encodes it. */

@@ -42,6 +42,36 @@ export interface PredictCaller {
   readonly traceparent?: string;
 }
 
+/** Where a dispatch sends a request: a model and a version (undefined: the model's default). */
+export interface InferTarget {
+  readonly model: string;
+  readonly version?: string | undefined;
+}
+
+/**
+ * One step of the engine's request path. `target` may differ from the request's own model and
+ * version (routing, fallbacks) while the request object stays the same, so observers that
+ * correlate events by request still match. `chose` reports the model and version that serve it.
+ */
+export type InferDispatch = (request: InferenceRequest, target: InferTarget, chose: (model: string, version: string) => void) => Promise<InferenceResponse>;
+
+/** Wraps a dispatch, after undici's interceptors: `(next) => dispatch`. */
+export type InferInterceptor = (next: InferDispatch) => InferDispatch;
+
+/** What a routing layer (src/routing) plugs into the engine. */
+export interface EngineRouting {
+  /** Wraps every request's dispatch (not the inner calls the routing makes itself). */
+  readonly interceptor: InferInterceptor;
+  /** The version an alias of the model names, for every endpoint that takes a version. */
+  resolveAlias(model: string, name: string): string | undefined;
+  /** Routing state shown with the model in describeModels (management API). */
+  describeModel?(model: string): unknown;
+  /** Routing state of one version (e.g. its circuit breaker) shown in describeModels. */
+  describeVersion?(model: string, version: string): unknown;
+  /** The default version was set through the engine (management API set-default). */
+  defaultVersionChanged?(model: string, version: string | undefined): void;
+}
+
 export interface ModelStatisticsEntry extends VersionStatisticsSnapshot {
   readonly name: string;
   readonly version: string;
@@ -56,6 +86,8 @@ export interface ModelVersionDescription {
   readonly instances: number;
   readonly queueDepth: number;
   readonly inFlight: number;
+  /** Routing state of the version (circuit breaker), when routing has any. */
+  readonly routing?: unknown;
 }
 
 export interface ModelDescription {
@@ -64,6 +96,8 @@ export interface ModelDescription {
   readonly loaded: boolean;
   readonly defaultVersion: string | undefined;
   readonly versions: readonly ModelVersionDescription[];
+  /** Routing of the model (aliases, split, canary, shadow), when a routing layer is installed. */
+  readonly routing?: unknown;
 }
 
 /**
@@ -75,6 +109,8 @@ export class Engine {
   private readonly registry: ModelRegistry;
   private started = false;
   private closing: Promise<void> | undefined;
+  private routing: EngineRouting | undefined;
+  private dispatch: InferDispatch = (request, target, chose) => this.inferResolved(request, target, chose);
 
   private constructor(private readonly options: EngineOptions) {
     this.registry = new ModelRegistry({
@@ -174,20 +210,26 @@ export class Engine {
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((record) => {
         const served = this.defaultOf(record);
+        const routing = this.routing?.describeModel?.(record.name);
         return {
           name: record.name,
           directory: record.dir,
           loaded: record.wanted,
           defaultVersion: served?.version,
-          versions: [...record.versions.values()].map((v) => ({
-            version: v.version,
-            state: v.state,
-            reason: v.reloadFailure !== '' ? `serving; the last reload failed: ${v.reloadFailure}` : v.reason,
-            isDefault: v === served,
-            instances: v.state === 'READY' ? v.instanceCount : 0,
-            queueDepth: v.queueDepth,
-            inFlight: v.inFlight,
-          })),
+          versions: [...record.versions.values()].map((v) => {
+            const versionRouting = this.routing?.describeVersion?.(record.name, v.version);
+            return {
+              version: v.version,
+              state: v.state,
+              reason: v.reloadFailure !== '' ? `serving; the last reload failed: ${v.reloadFailure}` : v.reason,
+              isDefault: v === served,
+              instances: v.state === 'READY' ? v.instanceCount : 0,
+              queueDepth: v.queueDepth,
+              inFlight: v.inFlight,
+              ...(versionRouting === undefined ? {} : { routing: versionRouting }),
+            };
+          }),
+          ...(routing === undefined ? {} : { routing }),
         };
       });
   }
@@ -265,6 +307,21 @@ export class Engine {
   /** Pin the version requests without a version go to (undefined: the highest READY). */
   setDefaultVersion(name: string, version: string | undefined): void {
     this.registry.setDefaultVersion(name, version);
+    this.routing?.defaultVersionChanged?.(name, version);
+  }
+
+  /** Install a routing layer: its interceptor wraps every request, its aliases name versions. Once. */
+  useRouting(routing: EngineRouting): void {
+    if (this.routing !== undefined) throw new Error('a routing layer is already installed');
+    this.routing = routing;
+    this.dispatch = routing.interceptor(this.dispatch);
+  }
+
+  /** READY versions of a model (ascending) and the version serving requests that name none; undefined for an unknown model. */
+  servingVersions(name: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined } | undefined {
+    const record = this.registry.get(name);
+    if (record === undefined) return undefined;
+    return { ready: readyVersions(record), defaultVersion: this.defaultOf(record)?.version };
   }
 
   /** Rescan the repository now (what poll mode does on its timer). */
@@ -276,23 +333,25 @@ export class Engine {
   async infer(request: InferenceRequest): Promise<InferenceResponse> {
     const started = process.hrtime.bigint();
     const startedAtMs = Date.now();
+    let model = request.model;
     let version: string | undefined;
     try {
-      const response = await this.inferResolved(request, (chosen) => {
+      const response = await this.dispatch(request, request, (chosenModel, chosen) => {
+        model = chosenModel;
         version = chosen;
       });
-      publishEnd(request, response.version, 'success', started, startedAtMs, response);
+      publishEnd(request, response.model, response.version, 'success', started, startedAtMs, response);
       return response;
     } catch (error) {
-      publishEnd(request, version, toTesseraError(error).code, started, startedAtMs, undefined);
+      publishEnd(request, model, version, toTesseraError(error).code, started, startedAtMs, undefined);
       throw error;
     }
   }
 
-  private async inferResolved(request: InferenceRequest, chose: (version: string) => void): Promise<InferenceResponse> {
+  private async inferResolved(request: InferenceRequest, target: InferTarget, chose: (model: string, version: string) => void): Promise<InferenceResponse> {
     if (this.closing !== undefined) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests');
-    const served = this.resolve(this.record(request.model), request.version);
-    chose(served.version);
+    const served = this.resolve(this.record(target.model), target.version);
+    chose(target.model, served.version);
     const scheduler = served.readyScheduler();
     const started = process.hrtime.bigint();
     let validated;
@@ -303,7 +362,7 @@ export class Engine {
       throw error;
     }
     publish(channels.requestStart, () => ({
-      model: request.model,
+      model: target.model,
       version: served.version,
       protocol: request.protocol ?? 'internal',
       request,
@@ -323,7 +382,7 @@ export class Engine {
     });
     return {
       ...(request.id === undefined ? {} : { id: request.id }),
-      model: request.model,
+      model: target.model,
       version: served.version,
       outputs,
     };
@@ -371,7 +430,8 @@ export class Engine {
   }
 
   private versionOf(record: ModelRecord, version: string): ModelVersion {
-    const found = record.versions.get(version);
+    const aliased = record.versions.has(version) ? undefined : this.routing?.resolveAlias(record.name, version);
+    const found = record.versions.get(aliased ?? version);
     if (found === undefined) {
       const known = [...record.versions.keys()].join(', ') || 'none';
       throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${record.name}' has no version '${version}'; its versions are: ${known}`);
@@ -411,6 +471,7 @@ export class Engine {
 
 function publishEnd(
   request: InferenceRequest,
+  model: string,
   version: string | undefined,
   outcome: 'success' | ErrorCode,
   started: bigint,
@@ -419,7 +480,7 @@ function publishEnd(
 ): void {
   publish(channels.requestEnd, () => ({
     startedAtMs,
-    model: request.model,
+    model,
     version,
     protocol: request.protocol ?? 'internal',
     outcome,

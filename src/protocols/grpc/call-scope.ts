@@ -9,6 +9,8 @@ export interface CallScope {
   readonly deadlineMs?: number;
   /** The caller's W3C trace context from the call metadata, if any. */
   readonly traceparent?: string;
+  /** Reads a metadata entry by lower-case name (routing: sticky keys, version overrides). */
+  readonly callerHeader?: (name: string) => string | undefined;
 }
 
 /** The parts of a grpc-js server call that cancellation and deadlines need. */
@@ -30,11 +32,18 @@ export function callScope(call: CancellableCall): CallScope {
   const deadlineMs = remainingMs(call.getDeadline());
   const trace = call.metadata?.get('traceparent')[0];
   const traceparent = typeof trace === 'string' && trace.length <= 256 ? trace : undefined;
+  const metadata = call.metadata;
   return {
     signal: controller.signal,
     ...(deadlineMs === undefined ? {} : { deadlineMs }),
     ...(traceparent === undefined ? {} : { traceparent }),
+    ...(metadata === undefined ? {} : { callerHeader: (name: string) => metadataValue(metadata.get(name)[0]) }),
   };
+}
+
+/** A string metadata value of a sane length for a routing key (binary `-bin` entries are not). */
+function metadataValue(value: string | Buffer | undefined): string | undefined {
+  return typeof value === 'string' && value !== '' && value.length <= 256 ? value : undefined;
 }
 
 /** Milliseconds until `deadline`, or undefined when the call has none (grpc-js reports Infinity). */

@@ -8,6 +8,7 @@ import { decodeContents, populatedFields } from './contents.js';
 import type { InferInputTensorMessage, ModelInferRequestMessage } from './messages.js';
 import { decodeParameters, optionalNonNegativeInteger } from './parameters.js';
 import { decodeRaw } from './raw.js';
+import { refusalOf } from '../../security/message-refusals.js';
 
 /**
  * Decode a ModelInferRequest into the engine's InferenceRequest. Input data comes from
@@ -17,6 +18,9 @@ import { decodeRaw } from './raw.js';
  * timeout is the shorter of `timeout` and the time left before the gRPC deadline.
  */
 export function decodeInferRequest(message: ModelInferRequestMessage, scope: CallScope = {}): InferenceRequest {
+  // A message the security interceptor refused (model not allowed, rate limit, request limits).
+  const refusal = refusalOf(message);
+  if (refusal !== undefined) throw refusal;
   if (message.model_name === '') throw invalid("'model_name' is empty; name the model to run");
   const parameters = decodeParameters(message.parameters, "request 'parameters'");
   if (message.inputs.length === 0) throw invalid("'inputs' is empty; send at least one input tensor");
@@ -43,6 +47,7 @@ export function decodeInferRequest(message: ModelInferRequestMessage, scope: Cal
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     ...(scope.signal === undefined ? {} : { signal: scope.signal }),
     ...(scope.traceparent === undefined ? {} : { traceparent: scope.traceparent }),
+    ...(scope.callerHeader === undefined ? {} : { callerHeader: scope.callerHeader }),
     protocol: 'v2-grpc',
   };
 }

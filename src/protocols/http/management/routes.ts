@@ -47,6 +47,8 @@ export function registerManagementRoutes(app: FastifyInstance, options: Manageme
         defaultVersion: model!.defaultVersion ?? null,
         versions,
         config: model!.versions.some((v) => v.state === 'READY') ? engine.modelConfig(model!.name) : null,
+        // Aliases, split, canary and shadow (src/routing); per-version circuit breakers are in versions[].routing.
+        ...(model!.routing === undefined ? {} : { routing: model!.routing }),
         // Worker threads share the process: this is the whole server's resident memory.
         processMemory: { rssBytes: process.memoryUsage.rss() },
       };

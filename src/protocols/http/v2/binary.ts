@@ -3,6 +3,7 @@ import { TesseraError } from '../../../core/errors.js';
 import { elementCount, formatShape } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { parseJsonText } from '../body.js';
+import { checkBytesElementLength, type RequestLimits } from '../../../security/limits.js';
 
 /**
  * Triton's binary tensor data extension (server docs/protocol/extension_binary_data.md): the
@@ -88,10 +89,10 @@ export class BinaryTail {
  * Tensor data from its binary form. Numeric data is a typed-array view of `bytes` (copied only
  * when misaligned for its element size); BYTES elements are views too.
  */
-export function tensorDataFromBinary(datatype: DataType, shape: readonly number[], bytes: Buffer, where: string): TensorData {
+export function tensorDataFromBinary(datatype: DataType, shape: readonly number[], bytes: Buffer, where: string, limits?: RequestLimits): TensorData {
   const count = elementCount(shape);
   if (typeof count !== 'number') throw new TesseraError('INVALID_INPUT_SHAPE', `${where}: ${count.problem}`);
-  if (datatype === 'BYTES') return bytesElements(bytes, count, where);
+  if (datatype === 'BYTES') return bytesElements(bytes, count, where, limits);
   const expected = count * elementByteSize(datatype);
   if (bytes.length !== expected) {
     throw new TesseraError(
@@ -107,7 +108,7 @@ export function tensorDataFromBinary(datatype: DataType, shape: readonly number[
 }
 
 /** BYTES elements: each a 4-byte little-endian length and that many bytes. */
-function bytesElements(bytes: Buffer, count: number, where: string): Buffer[] {
+function bytesElements(bytes: Buffer, count: number, where: string, limits?: RequestLimits): Buffer[] {
   const out: Buffer[] = [];
   let offset = 0;
   while (offset < bytes.length) {
@@ -115,6 +116,7 @@ function bytesElements(bytes: Buffer, count: number, where: string): Buffer[] {
       throw new TesseraError('INVALID_INPUT_DATA', `${where}: BYTES element ${out.length} has a truncated 4-byte length prefix at byte ${offset}`);
     }
     const length = bytes.readUInt32LE(offset);
+    if (limits !== undefined) checkBytesElementLength(where, out.length, length, limits);
     offset += 4;
     if (offset + length > bytes.length) {
       throw new TesseraError(

@@ -5,6 +5,7 @@ import type { ParameterValue, Parameters, Tensor } from '../../../core/tensor.js
 import { elementCount } from '../../../core/shape.js';
 import { describe, nestingProblem, tensorDataFromJson } from '../../../core/json-tensor.js';
 import { tensorDataFromBinary, type BinaryTail } from './binary.js';
+import { checkInputCount, checkShape, jsonTensorLimits, type RequestLimits } from '../../../security/limits.js';
 
 /** Where the request came from: path parameters and the caller's abort signal. */
 export interface RequestTarget {
@@ -14,6 +15,10 @@ export interface RequestTarget {
   /** The front door (`v2-http`, `tfserving`, ...), for metrics and logs. */
   readonly protocol?: string;
   readonly traceparent?: string;
+  /** The caller's headers, for routing (sticky keys, version overrides). */
+  readonly callerHeader?: (name: string) => string | undefined;
+  /** Request limits checked while decoding, before tensor data is built (src/security/limits.ts). */
+  readonly limits?: RequestLimits;
 }
 
 /**
@@ -30,7 +35,8 @@ export function decodeInferenceRequest(body: unknown, target: RequestTarget, tai
   const inputsJson = body['inputs'];
   if (!Array.isArray(inputsJson)) throw invalid(`'inputs' must be an array of tensors, got ${describe(inputsJson)}`);
   if (inputsJson.length === 0) throw invalid("'inputs' is empty; send at least one input tensor");
-  const inputs = inputsJson.map((input, i) => decodeInput(input, i, tail));
+  if (target.limits !== undefined) checkInputCount(inputsJson.length, target.limits);
+  const inputs = inputsJson.map((input, i) => decodeInput(input, i, tail, target.limits));
   tail?.finish();
   const outputsJson = body['outputs'];
   let outputs: RequestedOutput[] | undefined;
@@ -52,10 +58,11 @@ export function decodeInferenceRequest(body: unknown, target: RequestTarget, tai
     ...(target.signal === undefined ? {} : { signal: target.signal }),
     ...(target.protocol === undefined ? {} : { protocol: target.protocol }),
     ...(target.traceparent === undefined ? {} : { traceparent: target.traceparent }),
+    ...(target.callerHeader === undefined ? {} : { callerHeader: target.callerHeader }),
   };
 }
 
-function decodeInput(json: unknown, index: number, tail: BinaryTail | undefined): Tensor {
+function decodeInput(json: unknown, index: number, tail: BinaryTail | undefined, limits?: RequestLimits): Tensor {
   if (!isObject(json)) throw invalid(`inputs[${index}] must be an object, got ${describe(json)}`);
   const name = json['name'];
   if (typeof name !== 'string' || name === '') throw invalid(`inputs[${index}].name must be a non-empty string, got ${describe(name)}`);
@@ -66,8 +73,10 @@ function decodeInput(json: unknown, index: number, tail: BinaryTail | undefined)
   }
   const shape = json['shape'];
   if (!Array.isArray(shape) || !shape.every((dim) => typeof dim === 'number' && Number.isSafeInteger(dim) && dim >= 0)) {
-    throw new TesseraError('INVALID_INPUT_SHAPE', `${where}: 'shape' must be an array of non-negative integers, got ${Array.isArray(shape) ? JSON.stringify(shape).slice(0, 80) : describe(shape)}`);
+    throw new TesseraError('INVALID_INPUT_SHAPE', `${where}: 'shape' must be an array of non-negative integers, got ${Array.isArray(shape) ? shapePreview(shape) : describe(shape)}`);
   }
+  // Elements and rows the shape declares, before any data is read.
+  if (limits !== undefined) checkShape(where, datatype, shape as number[], limits);
   const parameters = decodeParameters(json['parameters'], `${where} 'parameters'`);
   const binarySize = parameters?.['binary_data_size'];
   if (binarySize !== undefined) {
@@ -79,11 +88,11 @@ function decodeInput(json: unknown, index: number, tail: BinaryTail | undefined)
     if (tail === undefined) {
       throw invalid(`${where}: parameter 'binary_data_size' is set but the request has no binary data (the Inference-Header-Content-Length header is missing)`);
     }
-    const data = tensorDataFromBinary(datatype, shape as number[], tail.take(binarySize, where), where);
+    const data = tensorDataFromBinary(datatype, shape as number[], tail.take(binarySize, where), where, limits);
     return { name, datatype, shape: shape as number[], data } as Tensor;
   }
   if (!('data' in json)) throw invalid(`${where}: 'data' is missing`);
-  const data = tensorDataFromJson(datatype, json['data'], where);
+  const data = tensorDataFromJson(datatype, json['data'], where, limits === undefined ? {} : jsonTensorLimits(datatype, limits));
   // Ragged rows whose element count happens to fit the shape would be silently re-cut: refuse them.
   const count = elementCount(shape as number[]);
   if (count === data.length) {
@@ -121,6 +130,15 @@ function optionalInteger(parameters: Parameters | undefined, key: string): numbe
     throw new TesseraError('INVALID_PARAMETER', `request parameter '${key}' must be a non-negative integer, got ${describe(value)}`);
   }
   return value;
+}
+
+/**
+ * A refused shape as JSON-like text for messages: its first dims, nested values only described,
+ * so a shape nested thousands of levels deep cannot overflow the stack (JSON.stringify recurses).
+ */
+function shapePreview(shape: readonly unknown[]): string {
+  const dims = shape.slice(0, 20).map((dim) => (typeof dim === 'object' && dim !== null ? describe(dim) : String(JSON.stringify(dim))));
+  return `[${dims.join(',')}${shape.length > 20 ? ',...' : ''}]`.slice(0, 80);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -58,6 +58,8 @@ export interface V2Reply {
   readonly inferenceHeaderLength?: number;
   /** The engine request the answer is for (tracing looks up its span by it). */
   readonly request?: InferenceRequest;
+  /** The model version that served it (answered in the X-Model-Version header). */
+  readonly version?: string;
 }
 
 /** Decode, run and encode one V2 inference request from its raw body (JSON, or JSON + binary data). */
@@ -71,7 +73,7 @@ export async function inferV2Json(engine: Engine, json: unknown, target: Request
   const request = decodeInferenceRequest(json, target, tail);
   const plan = planOutputs(request);
   const response = applyClassification(engine, await engine.infer(request), plan);
-  return { ...encodeV2Reply(response, plan), request };
+  return { ...encodeV2Reply(response, plan), request, version: response.version };
 }
 
 /** Replace outputs requested with `classification` by their top-k BYTES tensors. */

@@ -85,6 +85,7 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
         const answer = await inferV2(engine, rawBody(req), req.headers, { model: req.params.model, version: req.params.version, ...caller });
         const traceparent = answer.request === undefined ? undefined : options.observability?.traceparentFor?.(answer.request);
         if (traceparent !== undefined) reply.header('traceparent', traceparent);
+        if (answer.version !== undefined) reply.header('x-model-version', answer.version);
         return sendV2Reply(reply, answer);
       }),
     );

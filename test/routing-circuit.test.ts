@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { describe, test } from 'node:test';
+import { makeTempRepository } from './support/fixtures.js';
+import { getJson, postJson, startTestServer, writeFakeModel } from './support/server.js';
+
+/**
+ * Circuit breakers per model version on the fake backend: consecutive failures (or slow calls)
+ * open the breaker; while open, requests go to the fallback (another version or another model)
+ * or get 503 CIRCUIT_OPEN at once; after the cool-down one probe decides: closed again, or open.
+ */
+
+const FAIL = 7;
+const io = { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 4], copy_of: 'x' }] };
+const base = 'max_batch_size: 8\ndynamic_batching: false\nversion_policy:\n  all: {}\n';
+
+async function call(server: { httpUrl: string }, model: string, first: number): Promise<{ status: number; version: string | null; model: string | undefined; retryAfter: string | null; error: string | undefined }> {
+  const r = await postJson(`${server.httpUrl}/v2/models/${model}/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [first, 2, 3, 4] }] });
+  const body = r.body as { model_name?: string; error?: string };
+  return { status: r.status, version: r.headers.get('x-model-version'), model: body.model_name, retryAfter: r.headers.get('retry-after'), error: body.error };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('circuit breaker', () => {
+  test('opens after consecutive failures, sends traffic to the fallback version, half-opens after the cool-down and closes on a good probe', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    const routing = 'routing:\n  circuit_breaker: {failure_threshold: 3, cooldown: 400ms}\n  fallback: {version: 1}\n';
+    await writeFakeModel(repo, 'fake', 1, io, base + routing);
+    await writeFakeModel(repo, 'fake', 2, { ...io, fail_on_value: FAIL }, base + routing);
+    // No fallback: refused at once while open.
+    const alone = 'routing:\n  circuit_breaker: {failure_threshold: 2, cooldown: 10s}\n';
+    await writeFakeModel(repo, 'alone', 1, { ...io, fail_on_value: FAIL }, base + alone);
+    const server = await startTestServer(t, repo);
+    const admin = `http://127.0.0.1:${server.managementPort}`;
+    const state = async (model: string, version: string): Promise<string> => {
+      const described = (await getJson(`${admin}/models/${model}`)).body as { versions: { version: string; routing?: { circuitBreaker: { state: string } } }[] };
+      return described.versions.find((v) => v.version === version)?.routing?.circuitBreaker.state ?? 'none';
+    };
+    const gauge = async (model: string, version: string): Promise<string | undefined> => {
+      const metrics = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+      return new RegExp(`tessera_circuit_state\\{model="${model}",version="${version}"\\} (\\d)`).exec(metrics)?.[1];
+    };
+
+    assert.deepEqual([(await call(server, 'fake', 1)).version, await state('fake', '2')], ['2', 'closed']);
+    for (let i = 0; i < 2; i++) assert.equal((await call(server, 'fake', FAIL)).status, 500);
+    assert.equal((await call(server, 'fake', 1)).version, '2', 'a success resets the count');
+    for (let i = 0; i < 3; i++) assert.equal((await call(server, 'fake', FAIL)).status, 500);
+    assert.equal(await state('fake', '2'), 'open');
+    assert.equal(await gauge('fake', '2'), '1');
+    // Open: version 1 serves, failing inputs included (version 1 does not fail on them).
+    for (const first of [1, FAIL, 1]) assert.deepEqual((({ status, version }) => [status, version])(await call(server, 'fake', first)), [200, '1']);
+    assert.equal((await call(server, 'fake', 1)).version, '1');
+
+    await sleep(450);
+    assert.equal(await state('fake', '2'), 'half_open');
+    assert.equal(await gauge('fake', '2'), '2');
+    assert.equal((await call(server, 'fake', 1)).version, '2', 'the probe goes to version 2 and succeeds');
+    assert.equal(await state('fake', '2'), 'closed');
+    assert.equal(await gauge('fake', '2'), '0');
+
+    // A failed probe opens it again for another cool-down.
+    for (let i = 0; i < 3; i++) await call(server, 'fake', FAIL);
+    await sleep(450);
+    assert.equal((await call(server, 'fake', FAIL)).status, 500, 'the probe fails');
+    assert.equal(await state('fake', '2'), 'open');
+    assert.equal((await call(server, 'fake', 1)).version, '1');
+
+    const rollout = (await getJson(`${admin}/models/fake/rollout`)).body as { circuitBreakers: { version: string; transitions: Record<string, number>; lastFailure: string }[]; events: { decision: string }[] };
+    const breaker = rollout.circuitBreakers.find((b) => b.version === '2')!;
+    assert.deepEqual(breaker.transitions, { closed: 1, open: 3, half_open: 2 });
+    assert.match(breaker.lastFailure, /INFERENCE_FAILED/);
+    assert.deepEqual(rollout.events.map((e) => e.decision), ['circuit_open', 'circuit_half_open', 'circuit_closed', 'circuit_open', 'circuit_half_open', 'circuit_open']);
+    const metrics = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+    assert.match(metrics, /tessera_routing_fallbacks_total\{model="fake",version="2",target="1"\} 5/);
+    // The operator can close it at once.
+    assert.equal((await postJson(`${admin}/models/fake/circuit/2/reset`, {})).status, 200);
+    assert.equal((await call(server, 'fake', 1)).version, '2');
+
+    // Without a fallback: 503 CIRCUIT_OPEN at once, with Retry-After.
+    for (let i = 0; i < 2; i++) assert.equal((await call(server, 'alone', FAIL)).status, 500);
+    const refused = await call(server, 'alone', 1);
+    assert.equal(refused.status, 503);
+    assert.match(refused.error!, /model 'alone' version 1: the circuit breaker is open after 2 consecutive failures \(last: INFERENCE_FAILED: .*\); no fallback is configured; retry in 10 s/);
+    assert.equal(refused.retryAfter, '10');
+  });
+
+  test('slow calls count as timeouts; the fallback can be another model', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true }));
+    await writeFakeModel(repo, 'backup', 1, io, base);
+    const routing = 'routing:\n  circuit_breaker: {failure_threshold: 2, timeout_ms: 40, cooldown: 1m}\n  fallback: {model: backup}\n';
+    await writeFakeModel(repo, 'slow', 1, { ...io, delay_ms: 80 }, base + routing);
+    const server = await startTestServer(t, repo);
+    for (let i = 0; i < 2; i++) {
+      const r = await call(server, 'slow', 1);
+      assert.deepEqual([r.status, r.model], [200, 'slow'], 'a slow answer is still an answer');
+    }
+    const r = await call(server, 'slow', 1);
+    assert.deepEqual([r.status, r.model, r.version], [200, 'backup', '1']);
+    const status = (await getJson(`http://127.0.0.1:${server.managementPort}/models/slow/rollout`)).body as { circuitBreakers: { lastFailure: string }[] };
+    assert.match(status.circuitBreakers[0]!.lastFailure, /took \d+ ms, over timeout_ms 40/);
+  });
+});
