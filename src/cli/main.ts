@@ -6,6 +6,8 @@ import { baselineCommand } from './baseline.js';
 import { inferCommand } from './infer.js';
 import { modelsCommand } from './models.js';
 import { serveCommand } from './serve.js';
+import { batchProgramCommand } from './batch.js';
+import { registerRoutingCommands } from '../routing/cli.js';
 
 /** The `tessera` command line. */
 export function buildProgram(): Command {
@@ -23,6 +25,12 @@ export function buildProgram(): Command {
     .option('--max-queue-size <n>', 'per-version queue bound for models whose config sets none (default 1024)')
     .option('--body-limit-bytes <n>', 'largest request body accepted (default 64 MiB)')
     .option('--shutdown-grace-ms <ms>', 'how long shutdown lets queued and running requests finish (default 30000)')
+    .option('--shutdown-delay-ms <ms>', 'after SIGTERM, keep serving (reporting not ready) this long before closing listeners, as a preStop hook would (default 0)')
+    .option('--request-timeout-ms <ms>', 'longest time to receive a whole HTTP request; slower clients are dropped (default 60000; 0 = no limit)')
+    .option('--shed-event-loop-delay-ms <ms>', 'load shedding: refuse new requests (503 OVERLOADED) while the p99 event-loop delay exceeds this (default 0 = off)')
+    .option('--shed-max-rss-bytes <n>', 'load shedding: refuse new requests while resident memory exceeds this (default 0 = off)')
+    .option('--shed-max-heap-used-bytes <n>', 'load shedding: refuse new requests while the V8 heap in use exceeds this (default 0 = off)')
+    .option('--shed-sample-interval-ms <ms>', 'load shedding: how often event-loop delay and memory are sampled (default 500)')
     .option('--response-compression <bool>', 'gzip/deflate responses for clients that accept them (default true)')
     .option('--compression-threshold-bytes <n>', 'smallest response that is compressed (default 1024)')
     .option('--tf-serving <bool>', 'TensorFlow Serving REST API under /v1/models (default true)')
@@ -52,7 +60,36 @@ export function buildProgram(): Command {
     .addOption(new Option('--model-control-mode <mode>', 'none: load all at start; poll: follow the repository; explicit: load on request').choices(['none', 'poll', 'explicit']))
     .option('--load-model <name...>', 'explicit mode: models to load at start (repeatable; * = all)')
     .option('--repository-poll-secs <s>', 'poll mode: seconds between repository scans (default 15)')
+    .option('--routing-state-file <file>', 'where run-time routing changes (split, aliases, canaries) are kept (default <model-repository>/.tessera-routing.json)')
     .option('--default-model <name>', 'model served by /invocations, Vertex predict and /score (default: the only model; env SAGEMAKER_DEFAULT_MODEL)')
+    // Security (docs/security.md). Secrets have no flags (command lines are visible to every
+    // user of the machine): keys come from --api-keys-file, TESSERA_API_KEYS or the config file;
+    // the JWT secret from TESSERA_JWT_SECRET or the config file.
+    .option('--api-keys-file <file>', 'API keys, one per line (<key> [scopes] [models] [name=..] [rate=..] [budget=..]) or JSON; turns authentication on')
+    .option('--jwt-public-key <file>', 'PEM public key or certificate verifying RS256 (ES256, ...) bearer tokens; turns authentication on')
+    .option('--jwt-jwks-url <url>', "the token issuer's JWKS URL (instead of --jwt-public-key)")
+    .option('--jwt-algorithms <alg...>', 'accepted JWT algorithms (default HS256 with a secret, RS256 with a public key)')
+    .option('--jwt-issuer <iss>', 'required iss claim of bearer tokens')
+    .option('--jwt-audience <aud>', 'required aud claim of bearer tokens')
+    .option('--jwt-scope-claim <claim>', 'claim holding the scopes (default: scope, then scopes, then scp)')
+    .option('--jwt-models-claim <claim>', 'claim holding the model allow list (default models)')
+    .option('--jwt-clock-tolerance-seconds <s>', 'clock skew allowed checking exp and nbf (default 5)')
+    .option('--auth-health-open <bool>', 'health endpoints answer without a credential (default true)')
+    .option('--tls-cert <file>', 'PEM certificate chain: HTTP, gRPC and management listeners speak TLS')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--tls-client-ca <file>', 'PEM CA bundle: clients must present a certificate it signed (mutual TLS)')
+    .option('--cors-origins <origin...>', 'browser origins allowed by CORS, or * (default: none, CORS off)')
+    .option('--max-inputs <n>', 'most input tensors in a request (default 1024; 0 = no limit)')
+    .option('--max-tensor-elements <n>', 'most elements in one input tensor (default 16777216; 0 = no limit)')
+    .option('--max-bytes-tensor-elements <n>', 'most elements in one BYTES input tensor (default 1048576; 0 = no limit)')
+    .option('--max-batch-rows <n>', "largest first dimension of an input tensor (default 0 = no limit beyond the model's max_batch_size)")
+    .option('--max-bytes-element-length <n>', 'longest BYTES element in bytes (default 16 MiB; 0 = no limit)')
+    .option('--max-json-depth <n>', 'deepest nesting of a JSON request body, checked before parsing (default 64; 0 = no limit)')
+    .option('--rate-limit <n>', 'requests per window per API key or token (per address without one); bursts up to n (default 0 = off)')
+    .option('--rate-limit-window-seconds <s>', 'the rate-limit window (default 60)')
+    .option('--rate-limit-model <model=n...>', 'per-model quota: inference requests per window per client on that model (repeatable)')
+    .option('--query-budget <n>', 'inference requests per client per budget period, against model extraction (default 0 = off)')
+    .option('--query-budget-period-seconds <s>', 'the budget period (default 86400)')
     .action(serveCommand);
 
   program
@@ -92,6 +129,12 @@ export function buildProgram(): Command {
     .description("print a model archive's manifest")
     .option('--verify', "check every file against the manifest's sha256")
     .action(inspectCommand);
+
+  // traffic, canary, alias, shadow, rollout: talk to a running server's management API.
+  registerRoutingCommands(program);
+
+  // batch: score a data set (JSONL, CSV, Parquet) in-process or against a V2 endpoint; resumable.
+  program.addCommand(batchProgramCommand());
 
   return program;
 }

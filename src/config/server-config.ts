@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { describeIssues } from './model-config.js';
+import { securityConfigShape } from '../security/config.js';
 
 /**
  * The server's configuration: one schema, one defaults table. The CLI merges flags, TESSERA_*
@@ -21,6 +22,10 @@ export const SERVER_DEFAULTS = {
   retryAfterSeconds: 1,
   /** Grace period for in-flight and queued requests on shutdown. */
   shutdownGraceMs: 30_000,
+  /** Longest time to receive a whole HTTP request, headers and body (slow clients are dropped). */
+  requestTimeoutMs: 60_000,
+  /** Load-shedding sample window: event-loop delay and memory are read this often. */
+  shedSampleIntervalMs: 500,
   grpcPort: 8001,
   grpcMaxMessageBytes: 256 * 1024 * 1024,
   metricsPort: 8002,
@@ -51,6 +56,29 @@ export const serverConfigSchema = z.strictObject({
   retryAfterSeconds: z.number().int().min(0).default(SERVER_DEFAULTS.retryAfterSeconds),
   shutdownGraceMs: z.number().int().min(0).default(SERVER_DEFAULTS.shutdownGraceMs),
   /**
+   * After SIGTERM, keep serving (while readiness reports not ready) this long before the
+   * listeners close, so load balancers (a Kubernetes Service's endpoints) stop sending first:
+   * a preStop-style delay. 0 = close at once. docs/reliability.md.
+   */
+  shutdownDelayMs: z.number().int().min(0).default(0),
+  /**
+   * Longest time to receive a whole HTTP request, headers and body: slower clients (slowloris)
+   * get 408 and the connection is closed. Headers must arrive within min(60 s, this). 0 = no limit.
+   */
+  requestTimeoutMs: z.number().int().min(0).default(SERVER_DEFAULTS.requestTimeoutMs),
+  /**
+   * Load shedding (src/security/load-shedding.ts, docs/reliability.md): new requests are refused
+   * with 503 OVERLOADED + Retry-After while the p99 event-loop delay of the last sample window
+   * exceeds this many milliseconds. 0 = off (the default).
+   */
+  shedEventLoopDelayMs: z.number().int().min(0).default(0),
+  /** Load shedding while the process's resident set size exceeds this many bytes. 0 = off (the default). */
+  shedMaxRssBytes: z.number().int().min(0).default(0),
+  /** Load shedding while the V8 heap in use exceeds this many bytes. 0 = off (the default). */
+  shedMaxHeapUsedBytes: z.number().int().min(0).default(0),
+  /** How often load shedding samples event-loop delay and memory (the length of a sample window). */
+  shedSampleIntervalMs: z.number().int().min(10).max(60_000).default(SERVER_DEFAULTS.shedSampleIntervalMs),
+  /**
    * Test hook (Triton's TRITONSERVER_DELAY_SCHEDULER): batchers hold work until this many
    * requests are queued, so tests can assert exact batch compositions. 0 = off.
    */
@@ -62,7 +90,7 @@ export const serverConfigSchema = z.strictObject({
   grpcMaxMessageBytes: z.number().int().min(1024).default(SERVER_DEFAULTS.grpcMaxMessageBytes),
   /** The management API (list, register, scale, set default, unregister): its own listener. */
   management: z.boolean().default(true),
-  /** Loopback by default: the management API changes what is served and has no auth of its own yet. */
+  /** Loopback by default: the management API changes what is served (with authentication on, it needs the admin scope). */
   managementHost: z.string().min(1).default('127.0.0.1'),
   managementPort: z.number().int().min(0).max(65535).default(SERVER_DEFAULTS.managementPort),
   /** Model-quality monitoring for models whose config has a `monitoring:` section. */
@@ -108,6 +136,15 @@ export const serverConfigSchema = z.strictObject({
   azureml: z.boolean().default(false),
   /** The model the single-model platform endpoints serve; unset: the repository's only model. */
   defaultModel: z.string().min(1).optional(),
+  /**
+   * Where run-time routing changes (split, aliases, shadow, canaries) are persisted, written
+   * atomically; default `<modelRepository>/.tessera-routing.json`. docs/rollouts.md.
+   */
+  routingStateFile: z.string().min(1).optional(),
+
+  // Security: authentication and authorization, TLS, CORS, request limits, rate limits and
+  // query budgets (src/security/config.ts; docs/security.md).
+  ...securityConfigShape,
 });
 
 export type ServerConfigInput = z.input<typeof serverConfigSchema>;

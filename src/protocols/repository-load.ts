@@ -6,6 +6,23 @@ export interface LoadRequestOptions {
   readonly files?: ReadonlyMap<string, Buffer>;
 }
 
+/** Deepest nesting of arrays and objects accepted in a load request's `config`. */
+const MAX_CONFIG_DEPTH = 32;
+
+/** Nesting depth of a parsed JSON value (0 for a scalar), walked without recursion. */
+function nestingDepth(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
+    const [node, depth] = top;
+    if (typeof node !== 'object' || node === null) continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_CONFIG_DEPTH) return deepest;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 /** One parameter value as the protocols carry it: JSON values over REST, a oneof over gRPC. */
 export type LoadParameterValue = string | number | boolean | Buffer;
 
@@ -24,6 +41,11 @@ export function parseLoadParameters(parameters: ReadonlyMap<string, LoadParamete
         config = JSON.parse(value);
       } catch (error) {
         throw new TesseraError('INVALID_PARAMETER', `parameter 'config' is not valid JSON: ${(error as Error).message}`);
+      }
+      // Configs are a few levels deep; thousands of levels would overflow the stack of every
+      // recursive walk of the config afterwards (zod, JSON.stringify).
+      if (nestingDepth(config) > MAX_CONFIG_DEPTH) {
+        throw new TesseraError('INVALID_PARAMETER', `parameter 'config' nests more than ${MAX_CONFIG_DEPTH} levels deep`);
       }
     } else if (key.startsWith('file:')) {
       const path = key.slice('file:'.length);

@@ -12,8 +12,14 @@ import { MetricsExporter } from '../observability/metrics.js';
 import { AuditLog, MonitoringService, createTracing, registerAuditMetrics, registerMonitoringMetrics } from '../observability/index.js';
 import { startGrpcServer, type GrpcServerHandle } from '../protocols/grpc/server.js';
 import { createLogger } from './logger.js';
+import { createServerSecurity } from '../security/setup.js';
+import { enforceRequestLimits } from '../security/limits.js';
 import { startMetricsListener, type MetricsListener } from './metrics-listener.js';
 import { TESSERA_VERSION } from './version.js';
+import { LoadShedder, SHED_REASONS, sheddingEnabled } from '../security/load-shedding.js';
+import { registerSheddingMetrics } from '../observability/shedding-metrics.js';
+import type { FastifyInstance } from 'fastify';
+import { registerRoutingMetrics, registerRoutingRoutes, startRouting } from '../routing/index.js';
 
 /** Default max_batch_size for models that can batch and whose config sets none. */
 const DEFAULT_MAX_BATCH_SIZE = 8;
@@ -31,8 +37,9 @@ export interface TesseraServer {
   /** Port of the management API listener, when it is on. */
   readonly managementPort: number | undefined;
   /**
-   * Graceful stop: readiness turns false, listeners stop accepting, in-flight and queued
-   * requests finish (up to the grace period), models are released. Idempotent.
+   * Graceful stop: readiness turns false at once; after `shutdownDelayMs` (serving meanwhile)
+   * the listeners stop accepting; the requests they took and the queued ones finish (up to the
+   * grace period); models are released; audit records and spans are flushed. Idempotent.
    */
   close(): Promise<void>;
 }
@@ -45,6 +52,8 @@ export interface StartOptions {
 /** Build and start a server: engine (repository loaded), HTTP listener. */
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<TesseraServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
+  // Keys, JWT keys and certificates are read first: a bad one stops the server before anything starts.
+  const security = createServerSecurity(config, logger);
   // Listening before the engine starts, so the loads at start-up are counted too.
   let started: Engine | undefined;
   const metrics = config.metrics ? new MetricsExporter({ describeModels: () => started?.describeModels() ?? [] }) : undefined;
@@ -108,6 +117,28 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     throw error;
   });
   started = engine;
+  // Version routing and safe rollouts (src/routing): installed before any listener takes requests.
+  const routing = await startRouting({ engine, repository: config.modelRepository, stateFile: config.routingStateFile, logger }).catch(async (error: unknown) => {
+    await engine.close();
+    await closeObservability();
+    throw error;
+  });
+  if (metrics !== undefined) registerRoutingMetrics(metrics.registry, routing);
+  // Request limits hold for every request the engine runs, whichever front door decoded it.
+  enforceRequestLimits(engine, security.limits);
+  const readiness = gateReadiness(engine);
+  const sheddingLimits = { maxEventLoopDelayMs: config.shedEventLoopDelayMs, maxRssBytes: config.shedMaxRssBytes, maxHeapUsedBytes: config.shedMaxHeapUsedBytes };
+  const shedder = sheddingEnabled(sheddingLimits)
+    ? new LoadShedder({
+        ...sheddingLimits,
+        sampleIntervalMs: config.shedSampleIntervalMs,
+        retryAfterSeconds: config.retryAfterSeconds,
+        onChange: (reason, detail) =>
+          reason === undefined ? logger.info({}, 'load shedding stopped') : logger.warn({ reason, detail }, 'load shedding: refusing new requests'),
+      })
+    : undefined;
+  if (metrics !== undefined && shedder !== undefined) registerSheddingMetrics(metrics.registry, shedder, SHED_REASONS);
+  const shed = shedder === undefined ? undefined : () => shedder.check();
   const app = buildHttpApp({
     engine,
     logger,
@@ -116,6 +147,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     serverName: 'tessera',
     serverVersion: TESSERA_VERSION,
     compression: { enabled: config.responseCompression, thresholdBytes: config.compressionThresholdBytes },
+    requestTimeoutMs: config.requestTimeoutMs,
+    draining: () => readiness.stopping,
+    ...(shedder === undefined ? {} : { loadShedder: shedder }),
+    security: security.http,
+    ...(security.https === undefined ? {} : { https: security.https }),
     protocols: {
       tfServing: config.tfServing,
       torchServe: config.torchServe,
@@ -138,7 +174,19 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   }
   let grpc: GrpcServerHandle | undefined;
   let metricsListener: MetricsListener | undefined;
-  const management = config.management ? buildManagementApp({ engine, logger, errors: { queueFullStatus: config.queueFullStatus } }) : undefined;
+  const management = config.management ? buildManagementApp({
+        engine,
+        logger,
+        errors: { queueFullStatus: config.queueFullStatus },
+        access: security.access,
+        ...(security.https === undefined ? {} : { https: security.https }),
+      }) : undefined;
+  if (management !== undefined) registerRoutingRoutes(management, { router: routing, errors: { queueFullStatus: config.queueFullStatus } });
+  if (management !== undefined) {
+    // Slow clients are dropped on the management listener too (Node reads these at each check).
+    management.server.requestTimeout = config.requestTimeoutMs;
+    management.server.headersTimeout = config.requestTimeoutMs > 0 ? Math.min(60_000, config.requestTimeoutMs) : 60_000;
+  }
   try {
     await app.listen({ host: config.host, port: config.httpPort });
     if (config.grpc) {
@@ -151,12 +199,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         shutdownGraceMs: config.shutdownGraceMs,
         serverName: 'tessera',
         serverVersion: TESSERA_VERSION,
+        ...(shed === undefined ? {} : { shed }),
+        interceptors: security.grpcInterceptors,
+        credentials: security.grpcCredentials,
       });
     }
     if (metrics !== undefined && !config.metricsOnHttpPort) metricsListener = await startMetricsListener(metrics, config.host, config.metricsPort);
     await management?.listen({ host: config.managementHost, port: config.managementPort });
   } catch (error) {
     await Promise.all([engine.close(), app.close(), grpc?.close(), metricsListener?.close(), management?.close()]);
+    await routing.close();
+    shedder?.close();
     await closeObservability();
     throw error;
   }
@@ -172,6 +225,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       repository: config.modelRepository,
       modelControlMode: config.modelControlMode,
       protocols,
+      security: security.summary,
     },
     'tessera is serving',
   );
@@ -179,18 +233,73 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   return {
     engine,
     httpPort: address.port,
-    httpUrl: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
+    httpUrl: `${security.scheme}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`,
     grpcPort: grpc?.port,
     metricsPort: metricsListener?.port,
     managementPort: management === undefined ? undefined : (management.server.address() as AddressInfo).port,
     close: () =>
       (closing ??= (async () => {
-        logger.info({}, 'shutting down: draining requests');
-        await Promise.all([engine.close(), app.close(), grpc?.close(), management?.close()]);
+        // Readiness first: probes (HTTP, gRPC health) report not ready from now on.
+        readiness.stop();
+        const graceMs = config.shutdownGraceMs;
+        if (config.shutdownDelayMs > 0) {
+          // preStop-style delay: keep serving while load balancers take this endpoint out.
+          logger.info({ delayMs: config.shutdownDelayMs }, 'shutting down: not ready; serving until the shutdown delay ends');
+          await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+        }
+        logger.info({ graceMs }, 'shutting down: closing listeners, draining requests');
+        // Triton's delay-scheduler test hook holds queued requests until their scheduler closes:
+        // with it on, the engine closes alongside the listeners, or the drain would wait on itself.
+        const engineClosed = config.delaySchedulerUntil > 0 ? engine.close() : undefined;
+        // Listeners stop accepting; the requests they took run to completion on the engine, which
+        // still takes them (closing it first would refuse requests already read from a socket).
+        await Promise.all([closeHttpApp(app, graceMs, logger), grpc?.close(), management === undefined ? undefined : closeHttpApp(management, graceMs, logger)]);
+        // Nothing new can arrive: what is still queued drains (up to the grace period), models are released.
+        await (engineClosed ?? engine.close());
+        // Canary timers stop; the routing state file is written.
+        await routing.close();
+        shedder?.close();
         // Audit records flush and spans export after the drain; metrics stay scrapeable until the end.
         await closeObservability();
         await metricsListener?.close();
         logger.info({}, 'stopped');
       })()),
   };
+}
+
+/**
+ * Readiness that can be turned off ahead of the engine's own close: during the shutdown delay
+ * and while listeners drain, probes must see "not ready" while requests are still served.
+ * Every front door (V2 HTTP and gRPC health, /ping, Vertex AI's health route) asks
+ * engine.isReady(), so the gate wraps that. Returns the switch and its state.
+ */
+function gateReadiness(engine: Engine): { stop(): void; readonly stopping: boolean } {
+  const ready = engine.isReady.bind(engine);
+  const gate = {
+    stopping: false,
+    stop(): void {
+      gate.stopping = true;
+    },
+  };
+  engine.isReady = () => !gate.stopping && ready();
+  return gate;
+}
+
+/**
+ * Close a Fastify listener gracefully: it stops accepting, idle keep-alive connections close,
+ * busy ones close after their response (`Connection: close`). Connections still open after
+ * `graceMs` (a request that never finishes, a client that never sends its body) are destroyed.
+ */
+async function closeHttpApp(app: FastifyInstance, graceMs: number, logger: Logger): Promise<void> {
+  const closed = app.close();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), graceMs);
+  });
+  const overdue = await Promise.race([closed.then(() => false), late]);
+  clearTimeout(timer);
+  if (!overdue) return;
+  logger.warn({ graceMs }, 'HTTP connections still open after the grace period; closing them');
+  app.server.closeAllConnections();
+  await closed;
 }

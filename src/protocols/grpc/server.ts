@@ -1,6 +1,7 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
+import type { TesseraError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Engine } from '../../engine/engine.js';
 import { TESSERA_VERSION } from '../../server/version.js';
@@ -31,6 +32,12 @@ export interface GrpcServerOptions {
   readonly serverName?: string;
   /** Version ServerMetadata reports (default Tessera's package version). */
   readonly serverVersion?: string;
+  /** Load shedding: the refusal for work starting now, or undefined (src/security/load-shedding.ts). */
+  readonly shed?: () => TesseraError | undefined;
+  /** Server interceptors, run for every call of every service (src/security/grpc.ts: auth, limits). */
+  readonly interceptors?: ServerInterceptor[];
+  /** Transport credentials (TLS, mutual TLS; src/security/tls.ts); default insecure. */
+  readonly credentials?: ServerCredentials;
 }
 
 export interface GrpcServerHandle {
@@ -57,9 +64,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const server = new Server({
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
+    ...(options.interceptors === undefined ? {} : { interceptors: options.interceptors }),
   });
 
-  const streamInfer = createStreamInfer(engine, logger);
+  const streamInfer = createStreamInfer(engine, logger, options.shed);
   server.addService(
     inference.service,
     createInferenceService({
@@ -67,6 +75,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       logger,
       server: { name: options.serverName ?? 'tessera', version: options.serverVersion ?? TESSERA_VERSION },
       streamInfer: streamInfer.handle,
+      ...(options.shed === undefined ? {} : { shed: options.shed }),
     }),
   );
   const health = new EngineHealth(engine);
@@ -75,7 +84,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 
   const address = options.host.includes(':') ? `[${options.host}]:${options.port}` : `${options.host}:${options.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
+    server.bindAsync(address, options.credentials ?? ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
   }).catch((error: unknown) => {
     health.shutdown();
     server.forceShutdown();

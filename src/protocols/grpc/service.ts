@@ -17,7 +17,12 @@ export interface InferenceServiceOptions {
   readonly server: ServerInfo;
   /** The ModelStreamInfer handler (stream.ts), which owns the streams' lifecycle. */
   readonly streamInfer: StreamInferHandler;
+  /** Load shedding: the refusal for a call starting now, or undefined. Health rpcs are never shed. */
+  readonly shed?: () => TesseraError | undefined;
 }
+
+/** Health rpcs answer even while the server sheds load. */
+const NEVER_SHED = new Set(['ServerLive', 'ServerReady', 'ModelReady']);
 
 /**
  * The handlers of inference.GRPCInferenceService: each decodes its message, calls the engine
@@ -29,7 +34,11 @@ export function createInferenceService(options: InferenceServiceOptions): Untype
   const unary = <Req, Res>(rpc: string, fn: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): handleUnaryCall<Req, Res> => {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       Promise.resolve()
-        .then(() => fn(call))
+        .then(() => {
+          const refusal = NEVER_SHED.has(rpc) ? undefined : options.shed?.();
+          if (refusal !== undefined) throw refusal;
+          return fn(call);
+        })
         .then(
           (response) => callback(null, response),
           (error: unknown) => {

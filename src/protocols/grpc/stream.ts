@@ -29,11 +29,11 @@ export interface StreamInfer {
  * client cancels, queued requests are dropped. When writes back up, reading pauses until the
  * client drains them.
  */
-export function createStreamInfer(engine: Engine, logger: Logger): StreamInfer {
+export function createStreamInfer(engine: Engine, logger: Logger, shed?: () => TesseraError | undefined): StreamInfer {
   const open = new Set<StreamState>();
 
   const handle: StreamInferHandler = (call: StreamCall) => {
-    const state = new StreamState(call, engine, logger, () => open.delete(state));
+    const state = new StreamState(call, engine, logger, () => open.delete(state), shed);
     open.add(state);
   };
   return {
@@ -58,6 +58,8 @@ class StreamState {
     private readonly engine: Engine,
     private readonly logger: Logger,
     private readonly onFinished: () => void,
+    /** Load shedding: each request on the stream is new work, checked as it arrives. */
+    private readonly shed?: () => TesseraError | undefined,
   ) {
     call.on('data', (message: ModelInferRequestMessage) => this.accept(message));
     call.on('end', () => {
@@ -100,6 +102,8 @@ class StreamState {
 
   private async run(message: ModelInferRequestMessage): Promise<ModelInferResponseOut> {
     if (this.draining) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests');
+    const refusal = this.shed?.();
+    if (refusal !== undefined) throw refusal;
     // The stream's deadline bounds every request on it; each gets the time left when it arrives.
     const deadlineMs = remainingMs(this.call.getDeadline());
     const scope = deadlineMs === undefined ? { signal: this.controller.signal } : { signal: this.controller.signal, deadlineMs };

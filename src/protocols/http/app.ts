@@ -12,6 +12,10 @@ import { torchServeErrorBody } from './torchserve/errors.js';
 import { registerPingRoute, registerTorchServeRoutes } from './torchserve/routes.js';
 import { registerV2Routes } from './v2/routes.js';
 import type { InferenceRequest } from '../../core/inference.js';
+import type { LoadShedder } from '../../security/load-shedding.js';
+import { registerLoadShedding } from '../../security/load-shedding-http.js';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import { httpRouteContext, installHttpSecurity, type HttpSecurity } from '../../security/http.js';
 
 /** Which protocols besides KServe V2 the HTTP listener speaks. */
 export interface HttpProtocols {
@@ -50,6 +54,24 @@ export interface HttpAppOptions {
   readonly protocols?: Partial<HttpProtocols>;
   /** Hooks into observability the HTTP routes expose. */
   readonly observability?: HttpObservability;
+  /** Load shedding (src/security/load-shedding.ts): new requests refused while overloaded; health checks exempt. */
+  readonly loadShedder?: LoadShedder;
+  /**
+   * Longest time to receive a whole request, headers and body (Node's server.requestTimeout;
+   * headers within min(60 s, this)); slower clients get 408 and are disconnected. 0 = no limit.
+   * Default 0 (Fastify's).
+   */
+  readonly requestTimeoutMs?: number;
+  /**
+   * True once shutdown has begun (during the shutdown delay, before close()): responses then say
+   * `Connection: close`, so keep-alive clients reconnect — through the load balancer, to another
+   * replica — instead of staying pinned to this one until its listener closes.
+   */
+  readonly draining?: () => boolean;
+  /** Authentication, authorization, rate limits, request limits and CORS (src/security/http.ts; docs/security.md). */
+  readonly security?: HttpSecurity;
+  /** TLS: node:https server options (src/security/tls.ts). */
+  readonly https?: HttpsServerOptions;
 }
 
 /** What the HTTP layer shows of observability: monitoring snapshots and trace context. */
@@ -86,9 +108,17 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     requestIdHeader: 'x-request-id',
     return503OnClosing: true,
     forceCloseConnections: false,
+    ...requestTimeouts(options.requestTimeoutMs ?? 0),
+    // node:https takes the same timeouts as node:http (Fastify passes `http` options to http servers only).
+    ...(options.https === undefined ? {} : { https: { ...requestTimeouts(options.requestTimeoutMs ?? 0).http, ...options.https } }),
   });
+  if (options.loadShedder !== undefined) {
+    const healthPaths = [...(protocols.vertex === undefined ? [] : [protocols.vertex.healthRoute]), ...(protocols.azureml ? ['/'] : [])];
+    registerLoadShedding(app, options.loadShedder, { healthPaths });
+  }
+  if (options.security !== undefined) installHttpSecurity(app, options.security, httpRouteContext(engine, protocols));
   registerBodyParser(app, options.bodyLimitBytes);
-  closeConnectionsWhenClosing(app);
+  closeConnectionsWhenClosing(app, options.draining);
   if (compression.enabled) {
     // Request bodies are decompressed by the body parser (bounded); the plugin only compresses replies.
     void app.register(fastifyCompress, { global: true, globalDecompression: false, encodings: ['gzip', 'deflate'], threshold: compression.thresholdBytes });
@@ -121,6 +151,17 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 }
 
 /**
+ * Fastify and node:http options bounding how long a request may take to arrive (slowloris).
+ * Node checks its connections every `connectionsCheckingInterval` (30 s by default), so the
+ * interval shrinks with short timeouts for them to be enforced on time.
+ */
+function requestTimeouts(requestTimeoutMs: number): { requestTimeout: number; http: { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number } } {
+  const headersTimeout = requestTimeoutMs > 0 ? Math.min(60_000, requestTimeoutMs) : 60_000;
+  const connectionsCheckingInterval = Math.max(50, Math.min(30_000, Math.floor(headersTimeout / 4)));
+  return { requestTimeout: requestTimeoutMs, http: { requestTimeout: requestTimeoutMs, headersTimeout, connectionsCheckingInterval } };
+}
+
+/**
  * Errors raised before a handler runs (body too large, bad content length, a body the parser
  * refused) in the error shape `body` of the scope's protocol.
  */
@@ -143,13 +184,13 @@ function errorHandler(bodyLimitBytes: number, errors: HttpErrorPolicy) {
  * that was busy when closing began is closed after its response instead of idling until its
  * keep-alive timeout and holding close() up (idle ones are closed by the server at once).
  */
-function closeConnectionsWhenClosing(app: FastifyInstance): void {
+function closeConnectionsWhenClosing(app: FastifyInstance, draining?: () => boolean): void {
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
   });
   app.addHook('onSend', async (_request, reply, payload) => {
-    if (closing) reply.header('connection', 'close');
+    if (closing || draining?.() === true) reply.header('connection', 'close');
     return payload;
   });
 }

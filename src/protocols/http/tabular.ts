@@ -33,7 +33,8 @@ export function tabularInputs(values: readonly unknown[], specs: readonly Tensor
     }
     const rowRank = spec.shape.length - 1;
     if (depth === rowRank) rows.push(value);
-    else if (depth === rowRank + 1) rows.push(...(value as unknown[]));
+    // A loop, not push(...value): spreading 200,000 rows as arguments overflows the stack.
+    else if (depth === rowRank + 1) for (const row of value as unknown[]) rows.push(row);
     else {
       throw new TesseraError(
         'INVALID_INPUT_SHAPE',

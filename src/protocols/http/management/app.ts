@@ -4,10 +4,27 @@ import type { Engine } from '../../../engine/engine.js';
 import { sendError, type HttpErrorPolicy } from '../errors.js';
 import { torchServeErrorBody } from '../torchserve/errors.js';
 import { registerManagementRoutes } from './routes.js';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { AccessControl } from '../../../security/access.js';
+import { installManagementSecurity } from '../../../security/http.js';
 
 /** The management listener's app: the management routes and TorchServe-shaped errors. */
-export function buildManagementApp(options: { engine: Engine; logger: FastifyBaseLogger; errors: HttpErrorPolicy }): FastifyInstance {
-  const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), bodyLimit: 1024 * 1024 });
+export function buildManagementApp(options: {
+  engine: Engine;
+  logger: FastifyBaseLogger;
+  errors: HttpErrorPolicy;
+  /** Access control: every management endpoint needs the `admin` scope (src/security/http.ts). */
+  access?: AccessControl;
+  /** TLS: node:https server options. */
+  https?: HttpsServerOptions;
+}): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    ...(options.https === undefined ? {} : { https: options.https }),
+  });
+  if (options.access !== undefined) installManagementSecurity(app, options.access);
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
   registerManagementRoutes(app, options);
