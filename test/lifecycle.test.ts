@@ -205,7 +205,9 @@ describe('model directories on disk', () => {
     await mkdir(repo, { recursive: true });
     const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit' }));
     t.after(() => engine.close());
-    await assert.rejects(engine.loadModel('late'), { code: 'MODEL_LOAD_FAILED', message: /cannot read/ });
+    await assert.rejects(engine.loadModel('late'), { code: 'MODEL_NOT_FOUND', message: /does not exist/ });
+    assert.deepEqual(engine.repositoryIndex(), [], 'a name that is nowhere on disk leaves no record');
+    assert.equal(engine.isReady(), true);
     await writeModel(repo, 'late', 1, mlpModel(weightsV1));
     await engine.loadModel('late');
     assert.equal(engine.modelReady('late'), true);

@@ -54,8 +54,10 @@ describe('management API', () => {
     assert.equal((await request(`${admin}/models/mlp/latest/set-default`, 'PUT')).status, 200);
     assert.equal(await servedBy(infer), 2);
     const notReady = await request(`${admin}/models/mlp/7/set-default`, 'PUT');
-    assert.equal(notReady.status, 503);
-    assert.equal(notReady.body['type'], 'ServiceUnavailableException');
+    assert.equal(notReady.status, 404);
+    assert.equal(notReady.body['type'], 'ModelVersionNotFoundException');
+    const badName = await request(`${admin}/models?url=${encodeURIComponent(repo)}&model_name=..%2Fescape`, 'POST');
+    assert.equal(badName.status, 400);
 
     // scale to two instances: the model reloads beside the serving one
     assert.equal((await request(`${admin}/models/mlp?min_worker=2`, 'PUT')).status, 200);

@@ -27,16 +27,37 @@ export interface JsonTensorOptions {
    * (api_rest.md, "Encoding binary values").
    */
   readonly base64Objects?: boolean;
+  /** Refuse data with more elements than this before converting any (LIMIT_EXCEEDED naming `setting`). */
+  readonly maxElements?: JsonTensorLimit | undefined;
+  /** Refuse BYTES elements longer than this many bytes (LIMIT_EXCEEDED naming `setting`). */
+  readonly maxBytesElementLength?: JsonTensorLimit | undefined;
+}
+
+/** A limit on tensor data and the setting that changes it, named in refusals. */
+export interface JsonTensorLimit {
+  readonly limit: number;
+  readonly setting: string;
 }
 
 /** Convert JSON `data` of an input named in `where` to the typed array of `datatype`. */
 export function tensorDataFromJson(datatype: DataType, data: unknown, where: string, options: JsonTensorOptions = {}): TensorData {
   if (!Array.isArray(data)) throw invalid(`${where}: 'data' must be an array, got ${describe(data)}`);
   const flat = isFlat(data) ? data : flatten(data, where);
+  const maxElements = options.maxElements;
+  if (maxElements !== undefined && flat.length > maxElements.limit) {
+    throw new TesseraError('LIMIT_EXCEEDED', `${where} has ${flat.length} ${datatype === 'BYTES' ? 'BYTES ' : ''}elements; the limit is ${maxElements.limit} (${maxElements.setting})`);
+  }
   if (datatype === 'BYTES') {
+    const maxLength = options.maxBytesElementLength;
+    const checked = (element: Buffer, i: number): Buffer => {
+      if (maxLength !== undefined && element.length > maxLength.limit) {
+        throw new TesseraError('LIMIT_EXCEEDED', `${where}: BYTES element ${i} is ${element.length} bytes long; the limit is ${maxLength.limit} (${maxLength.setting})`);
+      }
+      return element;
+    };
     return flat.map((value, i) => {
-      if (typeof value === 'string') return Buffer.from(value, 'utf8');
-      if (options.base64Objects === true && isBase64Object(value)) return Buffer.from(value.b64, 'base64');
+      if (typeof value === 'string') return checked(Buffer.from(value, 'utf8'), i);
+      if (options.base64Objects === true && isBase64Object(value)) return checked(Buffer.from(value.b64, 'base64'), i);
       throw invalid(`${where}: element ${i} is ${describe(value)}; BYTES elements are strings${options.base64Objects === true ? ' or {"b64": "..."} objects' : ''}`);
     });
   }

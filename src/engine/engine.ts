@@ -11,6 +11,7 @@ import { stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { extractArchive, inspectArchive } from '../repository/archive.js';
 import { writeOverrideFiles } from '../repository/override-files.js';
+import { isModelName } from '../repository/discovery.js';
 import { configView, type ModelConfigView } from './config-view.js';
 import { ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
 import type { ModelVersion, SchedulingDefaults } from './model-version.js';
@@ -274,6 +275,7 @@ export class Engine {
     if (/\.(tar\.gz|tgz)$/.test(source)) {
       const manifest = await inspectArchive(source);
       const name = options.name ?? manifest.name;
+      if (!isModelName(name)) throw new TesseraError('INVALID_PARAMETER', `'${name}' is not a valid model name (letters, digits, '_', '.', '-')`);
       if (this.registry.get(name)?.wanted === true) throw new TesseraError('MODEL_ALREADY_EXISTS', `model '${name}' is already loaded; unregister it first`);
       const dest = join(resolve(this.options.repository), name);
       if (await stat(dest).then(() => true, () => false)) {
@@ -286,6 +288,7 @@ export class Engine {
     const info = await stat(source).catch(() => undefined);
     if (info?.isDirectory() !== true) throw new TesseraError('INVALID_PARAMETER', `'${source}' is neither a model archive (.tar.gz) nor a model directory`);
     const name = options.name ?? basename(resolve(source));
+    if (!isModelName(name)) throw new TesseraError('INVALID_PARAMETER', `'${name}' is not a valid model name (letters, digits, '_', '.', '-')`);
     if (this.registry.get(name)?.wanted === true) throw new TesseraError('MODEL_ALREADY_EXISTS', `model '${name}' is already loaded; unregister it first`);
     await this.registry.load(name, { dir: resolve(source) });
     return name;

@@ -138,14 +138,20 @@ export class ModelRegistry {
    * ones and replace them once READY; versions no longer selected drain and unload. Rejects
    * with MODEL_LOAD_FAILED when any selected version failed; serving versions stay untouched.
    */
-  load(name: string, options: LoadOptions = {}): Promise<void> {
+  async load(name: string, options: LoadOptions = {}): Promise<void> {
     if (!isModelName(name)) throw new TesseraError('INVALID_REQUEST', `'${name}' is not a valid model name`);
     let record = this.records.get(name);
     if (record === undefined) {
-      record = this.newRecord(name, join(resolve(this.options.repository), name), options.dir === undefined);
+      const dir = options.dir ?? join(resolve(this.options.repository), name);
+      // A name that is nowhere on disk is not found: it leaves no record behind (a record would
+      // hold strict readiness back, and any caller could add them).
+      const exists = this.archives.has(name) || (await stat(dir).then((info) => info.isDirectory(), () => false));
+      if (!exists) throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not in the repository (${dir} does not exist)`);
+      record = this.records.get(name) ?? this.newRecord(name, dir, options.dir === undefined);
       this.records.set(name, record);
     }
-    return this.locked(record, () => this.loadLocked(record, options));
+    const target = record;
+    return this.locked(target, () => this.loadLocked(target, options));
   }
 
   /** Stop serving a model: its versions drain and unload. It stays in the index as unloaded. */
@@ -175,6 +181,9 @@ export class ModelRegistry {
   setDefaultVersion(name: string, version: string | undefined): void {
     const record = this.records.get(name);
     if (record === undefined) throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not in the repository`);
+    if (version !== undefined && !record.versions.has(version)) {
+      throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${name}' has no version '${version}'; its versions are: ${[...record.versions.keys()].join(', ') || 'none'}`);
+    }
     if (version !== undefined && record.versions.get(version)?.state !== 'READY') {
       const ready = [...record.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
       throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' version ${version} is not ready; ready versions: ${ready.join(', ') || 'none'}`);

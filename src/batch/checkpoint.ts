@@ -1,0 +1,282 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rm, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { TesseraError } from '../core/errors.js';
+import type { ColumnSpec } from './columns.js';
+import { syncDirectory, writeFileAtomic } from './output/files.js';
+
+const FORMAT = 'tessera-batch-checkpoint/1';
+
+/** The checkpoint of a job: what it is (fingerprint) and which chunks are done. */
+interface Manifest {
+  readonly format: typeof FORMAT;
+  readonly fingerprint: string;
+  /** What the job is, for people reading the file. */
+  readonly job: Record<string, unknown>;
+  readonly chunkRows: number;
+  readonly columns: readonly ColumnSpec[];
+  /** Done chunks: [index, rows, rows with errors]. */
+  readonly chunks: readonly (readonly [number, number, number])[];
+  /** Index of the last chunk, once the end of the input has been reached. */
+  readonly lastChunk?: number;
+  readonly updatedAt: string;
+}
+
+export function fingerprintOf(job: Record<string, unknown>): string {
+  return createHash('sha256').update(JSON.stringify(job)).digest('hex');
+}
+
+/**
+ * A job's checkpoint directory, `<output>.parts/`: one part file per done chunk (each covering
+ * a contiguous row range, written atomically) and `manifest.json`, rewritten atomically after
+ * each part. The manifest is the truth: a part it does not list (a crash between the part's
+ * rename and the manifest's) is deleted and redone. A rerun of the same job (same fingerprint)
+ * carries on from the manifest; a different job refuses to touch it.
+ */
+export class Checkpoint {
+  private readonly done = new Map<number, { rows: number; errors: number }>();
+  private lastChunk: number | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private saving: Promise<void> | undefined;
+  private dirty = false;
+  private released = false;
+
+  private constructor(
+    readonly dir: string,
+    private readonly fingerprint: string,
+    private readonly job: Record<string, unknown>,
+    readonly chunkRows: number,
+    readonly columns: readonly ColumnSpec[],
+    private readonly extension: string,
+    readonly resumed: boolean,
+  ) {}
+
+  /** The checkpoint directory of an output path. */
+  static dirFor(output: string): string {
+    return join(dirname(output), `${basename(output)}.parts`);
+  }
+
+  /** Whether a checkpoint directory exists for `output`. */
+  static async exists(output: string): Promise<boolean> {
+    return readdir(Checkpoint.dirFor(output)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /**
+   * Open (resume) or create the checkpoint of a job. Throws BATCH_CHECKPOINT_CONFLICT when the
+   * directory holds another job's checkpoint (unless `restart`) or another process is writing it.
+   */
+  static async open(
+    output: string,
+    job: Record<string, unknown>,
+    chunkRows: number,
+    columns: readonly ColumnSpec[],
+    extension: string,
+    options: { readonly restart: boolean },
+  ): Promise<Checkpoint> {
+    const dir = Checkpoint.dirFor(output);
+    const fingerprint = fingerprintOf(job);
+    await mkdir(dir, { recursive: true });
+    await acquireLock(dir);
+    try {
+      let manifest = await readManifest(dir);
+      if (manifest !== undefined && manifest.fingerprint !== fingerprint) {
+        if (!options.restart) {
+          throw new TesseraError(
+            'BATCH_CHECKPOINT_CONFLICT',
+            `${dir} holds the checkpoint of a different job (its arguments, model or input file differ from this run's); ` +
+              `rerun the original command to finish it, or pass --restart to discard it`,
+          );
+        }
+        manifest = undefined;
+      } else if (manifest !== undefined && options.restart) {
+        manifest = undefined;
+      }
+      const checkpoint = new Checkpoint(dir, fingerprint, job, chunkRows, columns, extension, manifest !== undefined);
+      if (manifest !== undefined) {
+        for (const [index, rows, errors] of manifest.chunks) checkpoint.done.set(index, { rows, errors });
+        checkpoint.lastChunk = manifest.lastChunk;
+      }
+      await checkpoint.removeStrays();
+      await checkpoint.save();
+      return checkpoint;
+    } catch (error) {
+      await unlink(join(dir, 'lock')).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  isDone(index: number): boolean {
+    return this.done.has(index);
+  }
+
+  /** The chunks done so far (a copy). */
+  doneIndices(): Set<number> {
+    return new Set(this.done.keys());
+  }
+
+  get doneRows(): number {
+    let rows = 0;
+    for (const chunk of this.done.values()) rows += chunk.rows;
+    return rows;
+  }
+
+  get doneErrors(): number {
+    let errors = 0;
+    for (const chunk of this.done.values()) errors += chunk.errors;
+    return errors;
+  }
+
+  get doneChunks(): number {
+    return this.done.size;
+  }
+
+  partPath(index: number): string {
+    return join(this.dir, `part-${String(index).padStart(6, '0')}.${this.extension}`);
+  }
+
+  /** Record a chunk whose part file is in place. Manifest writes happen one at a time, in call order. */
+  markDone(index: number, rows: number, errors: number): Promise<void> {
+    this.done.set(index, { rows, errors });
+    return this.save();
+  }
+
+  /** Record that the input ends with chunk `lastChunk` (-1: the input has no rows). */
+  markEnd(lastChunk: number): Promise<void> {
+    this.lastChunk = lastChunk;
+    return this.save();
+  }
+
+  /** Every chunk up to the end of the input is done. */
+  get complete(): boolean {
+    if (this.lastChunk === undefined) return false;
+    for (let index = 0; index <= this.lastChunk; index++) if (!this.done.has(index)) return false;
+    return true;
+  }
+
+  /** Part files of every chunk, in row order. */
+  partsInOrder(): string[] {
+    return [...this.done.keys()].sort((a, b) => a - b).map((index) => this.partPath(index));
+  }
+
+  /** Path the final output is assembled at before it is renamed into place. */
+  get assemblyPath(): string {
+    return join(this.dir, `output.${this.extension}.tmp`);
+  }
+
+  /** Flush pending manifest writes. */
+  flush(): Promise<void> {
+    return this.writing;
+  }
+
+  /** The job is finished: delete the checkpoint directory. */
+  async remove(): Promise<void> {
+    await this.writing;
+    this.released = true;
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** Let go of the lock (the checkpoint stays for a later run). */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.writing.catch(() => undefined);
+    await unlink(join(this.dir, 'lock')).catch(() => undefined);
+  }
+
+  /**
+   * Write the manifest. Writes do not queue up: while one is under way, later calls share the
+   * next write, which records everything done by then. Resolves once the state as of the call
+   * is on disk.
+   */
+  private save(): Promise<void> {
+    this.dirty = true;
+    this.saving ??= (async () => {
+      try {
+        while (this.dirty) {
+          this.dirty = false;
+          await writeFileAtomic(join(this.dir, 'manifest.json'), this.manifestText());
+        }
+      } finally {
+        this.saving = undefined;
+      }
+    })();
+    this.writing = this.saving;
+    return this.saving;
+  }
+
+  private manifestText(): string {
+    const snapshot: Manifest = {
+      format: FORMAT,
+      fingerprint: this.fingerprint,
+      job: this.job,
+      chunkRows: this.chunkRows,
+      columns: this.columns,
+      chunks: [...this.done.entries()].sort(([a], [b]) => a - b).map(([index, chunk]) => [index, chunk.rows, chunk.errors] as const),
+      ...(this.lastChunk === undefined ? {} : { lastChunk: this.lastChunk }),
+      updatedAt: new Date().toISOString(),
+    };
+    return `${JSON.stringify(snapshot, null, 1)}\n`;
+  }
+
+  /** Delete temporary files and parts the manifest does not list (left by an interrupted run). */
+  private async removeStrays(): Promise<void> {
+    const listed = new Set([...this.done.keys()].map((index) => basename(this.partPath(index))));
+    for (const name of await readdir(this.dir)) {
+      if (name === 'manifest.json' || name === 'lock' || listed.has(name)) continue;
+      if (name.endsWith('.tmp') || name.startsWith('part-')) await unlink(join(this.dir, name)).catch(() => undefined);
+    }
+    // A listed part that is missing (deleted by hand) is redone.
+    const present = new Set(await readdir(this.dir));
+    for (const index of [...this.done.keys()]) if (!present.has(basename(this.partPath(index)))) this.done.delete(index);
+    await syncDirectory(this.dir);
+  }
+}
+
+async function readManifest(dir: string): Promise<Manifest | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'manifest.json'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const manifest = JSON.parse(text) as Manifest;
+    if (manifest.format !== FORMAT || typeof manifest.fingerprint !== 'string' || !Array.isArray(manifest.chunks)) throw new Error('unknown format');
+    return manifest;
+  } catch (error) {
+    throw new TesseraError('BATCH_CHECKPOINT_CONFLICT', `${join(dir, 'manifest.json')} is not a checkpoint this version understands (${(error as Error).message}); pass --restart to discard it`);
+  }
+}
+
+/** Take `<dir>/lock` for this process; a lock left by a dead process is taken over. */
+async function acquireLock(dir: string): Promise<void> {
+  const path = join(dir, 'lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await open(path, 'wx');
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
+      throw new TesseraError('BATCH_CHECKPOINT_CONFLICT', `another tessera batch (pid ${holder}) is writing this output (${dir}/lock)`);
+    }
+    await unlink(path).catch(() => undefined);
+  }
+  throw new TesseraError('BATCH_CHECKPOINT_CONFLICT', `cannot take the lock ${path}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

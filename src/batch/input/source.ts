@@ -1,0 +1,107 @@
+import { extname } from 'node:path';
+import { TesseraError } from '../../core/errors.js';
+
+export type InputFormat = 'jsonl' | 'csv' | 'parquet';
+export const INPUT_FORMATS: readonly InputFormat[] = ['jsonl', 'csv', 'parquet'];
+
+/** Rows read from the input: a contiguous range, column by column. */
+export interface InputBlock {
+  /** Absolute index of the first row. */
+  readonly start: number;
+  readonly rows: number;
+  /** Values of a column for the block's rows (undefined/null where a row lacks it). */
+  column(name: string): ArrayLike<unknown>;
+  /** Rows (block-relative) that could not be parsed at all, with why. */
+  readonly rowErrors: ReadonlyMap<number, string>;
+}
+
+/** A chunk the caller said to skip (already done): only its size is known. */
+export interface SkippedChunk {
+  readonly skipped: true;
+  readonly index: number;
+  readonly rows: number;
+}
+
+export interface ChunkBlock extends InputBlock {
+  readonly skipped: false;
+  readonly index: number;
+}
+
+export interface ColumnInfo {
+  readonly name: string;
+  /** For typed inputs (Parquet), the column's physical/logical type; text inputs: undefined. */
+  readonly parquetType?: string;
+  readonly convertedType?: string;
+  readonly logicalType?: string;
+  /** True for a Parquet column that holds lists or structs, not scalars. */
+  readonly nested?: boolean;
+}
+
+/**
+ * A streaming reader of one input file. Chunks are read in order; memory stays bounded by a
+ * chunk (plus, for Parquet, the row group being sliced).
+ */
+export interface InputSource {
+  readonly format: InputFormat;
+  readonly path: string;
+  /** Columns in file order (the CSV header, the Parquet schema, JSONL keys of the first rows). */
+  readonly columns: readonly ColumnInfo[];
+  /** Row count when the format states it up front (Parquet). */
+  readonly totalRows: number | undefined;
+  readonly byteLength: number;
+  /** Bytes consumed so far (for progress on formats without a row count). */
+  bytesRead(): number;
+  /**
+   * Chunks of `chunkRows` rows (the last may be shorter), in order, reading only `columns`.
+   * Chunks in `done` are not materialised (Parquet does not even read them).
+   */
+  chunks(chunkRows: number, columns: readonly string[], done: ReadonlySet<number>): AsyncGenerator<ChunkBlock | SkippedChunk>;
+  /** The first `rows` rows (fewer if the input is shorter), reading only `columns`. */
+  head(rows: number, columns: readonly string[]): Promise<InputBlock>;
+  close(): Promise<void>;
+}
+
+/** The format a path's extension names, if any. */
+export function formatFromPath(path: string): InputFormat | undefined {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.jsonl' || ext === '.ndjson' || ext === '.json') return 'jsonl';
+  if (ext === '.csv' || ext === '.tsv' || ext === '.txt') return 'csv';
+  if (ext === '.parquet' || ext === '.pq') return 'parquet';
+  return undefined;
+}
+
+export function parseFormat(value: string | undefined, path: string, what: string): InputFormat {
+  if (value !== undefined) {
+    const lower = value.toLowerCase();
+    const normal = lower === 'ndjson' ? 'jsonl' : lower === 'pq' ? 'parquet' : lower;
+    if ((INPUT_FORMATS as readonly string[]).includes(normal)) return normal as InputFormat;
+    throw new TesseraError('INVALID_PARAMETER', `--${what}-format: expected one of ${INPUT_FORMATS.join(', ')}, got '${value}'`);
+  }
+  const format = formatFromPath(path);
+  if (format === undefined) {
+    throw new TesseraError('INVALID_PARAMETER', `cannot tell the format of ${what} '${path}' from its extension; pass --${what}-format ${INPUT_FORMATS.join('|')}`);
+  }
+  return format;
+}
+
+/** A block over row objects or arrays gathered column by column. */
+export class ColumnarBlock implements ChunkBlock {
+  readonly skipped = false as const;
+  constructor(
+    readonly index: number,
+    readonly start: number,
+    readonly rows: number,
+    private readonly data: ReadonlyMap<string, ArrayLike<unknown>>,
+    readonly rowErrors: ReadonlyMap<number, string>,
+  ) {}
+
+  column(name: string): ArrayLike<unknown> {
+    return this.data.get(name) ?? EMPTY;
+  }
+}
+
+const EMPTY: ArrayLike<unknown> = { length: 0 };
+
+export function inputError(message: string, cause?: unknown): TesseraError {
+  return new TesseraError('INVALID_BATCH_INPUT', message, cause === undefined ? {} : { cause });
+}
