@@ -1,0 +1,129 @@
+/**
+ * Starting and stopping the benchmark's child processes. Children run TypeScript through tsx,
+ * stdout goes to /dev/null (the server's logs cost what they cost, nothing reads them), stderr
+ * is kept (last 16 KB) for error reports. Every wait is bounded; a child that does not stop in
+ * time is killed by its pid.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { isChildMessage, type ChildMessage, type RawBatchResult, type RawChildJob } from './ipc.js';
+import { REPO_ROOT } from './models.js';
+
+const BENCH_DIR = join(REPO_ROOT, 'bench');
+
+export interface ServerProcess {
+  readonly pid: number;
+  readonly port: number;
+  readonly origin: string;
+  /** Milliseconds from process start-up code to listening (model loads and warm-up included). */
+  readonly startMs: number;
+  stderrTail(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Extra Node.js flags for the server children (not the raw runner), e.g.
+ * BENCH_SERVER_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server under load.
+ */
+const SERVER_FLAGS = (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter((flag) => flag !== '');
+
+/** Where compiled server scripts are (see build.ts); undefined: run the TypeScript through tsx. */
+let compiledDir: string | undefined;
+
+export function useCompiledServers(dir: string | undefined): void {
+  compiledDir = dir;
+}
+
+function spawnChild(script: string, job: unknown): { child: ChildProcess; stderrTail: () => string } {
+  const server = script !== 'raw-child.ts';
+  const compiled = server && compiledDir !== undefined;
+  const file = compiled ? join(compiledDir!, script.replace(/\.ts$/, '.js')) : join(BENCH_DIR, script);
+  const child = fork(file, [JSON.stringify(job)], {
+    cwd: REPO_ROOT,
+    execArgv: [...(compiled ? [] : ['--import', 'tsx']), ...(server ? SERVER_FLAGS : [])],
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  let tail = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    tail = (tail + chunk).slice(-16_384);
+  });
+  return { child, stderrTail: () => tail };
+}
+
+function nextMessage(child: ChildProcess, stderrTail: () => string, timeoutMs: number, what: string): Promise<ChildMessage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${what}: no answer within ${timeoutMs} ms\n${stderrTail()}`));
+    }, timeoutMs);
+    const onMessage = (message: unknown): void => {
+      if (!isChildMessage(message)) return;
+      cleanup();
+      resolve(message);
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      cleanup();
+      reject(new Error(`${what}: exited (code ${code}, signal ${signal}) before answering\n${stderrTail()}`));
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (child.connected) child.send({ kind: 'stop' });
+    else child.kill('SIGTERM');
+  });
+}
+
+/** Start a server child (`server-child.ts` or `baseline-server.ts`) and wait until it listens. */
+export async function startServerProcess(script: 'server-child.ts' | 'baseline-server.ts', job: unknown, timeoutMs = 180_000): Promise<ServerProcess> {
+  const { child, stderrTail } = spawnChild(script, job);
+  let message: ChildMessage;
+  try {
+    message = await nextMessage(child, stderrTail, timeoutMs, script);
+  } catch (error) {
+    await stopChild(child, 5_000);
+    throw error;
+  }
+  if (message.kind !== 'ready') {
+    await stopChild(child, 5_000);
+    throw new Error(`${script} failed to start: ${message.kind === 'failed' ? message.message : message.kind}\n${stderrTail()}`);
+  }
+  const port = message.port;
+  return {
+    pid: child.pid!,
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    startMs: message.startMs,
+    stderrTail,
+    stop: () => stopChild(child, 25_000),
+  };
+}
+
+/** Run the raw onnxruntime baseline in a child process. */
+export async function runRawChild(job: RawChildJob, timeoutMs = 300_000): Promise<readonly RawBatchResult[]> {
+  const { child, stderrTail } = spawnChild('raw-child.ts', job);
+  try {
+    const message = await nextMessage(child, stderrTail, timeoutMs, 'raw-child.ts');
+    if (message.kind !== 'raw-result') throw new Error(`raw-child.ts: ${message.kind === 'failed' ? message.message : message.kind}`);
+    return message.results;
+  } finally {
+    await stopChild(child, 5_000);
+  }
+}
