@@ -23,7 +23,8 @@ import { RemoteExecutor } from './remote-executor.js';
 export const DEFAULT_BATCH_SIZE = 1024;
 export const DEFAULT_REMOTE_BATCH_SIZE = 256;
 export const DEFAULT_CHUNK_ROWS = 65_536;
-export const DEFAULT_LOCAL_CONCURRENCY = 2;
+/** In-process: requests in flight per model instance (one running, one queued). */
+export const REQUESTS_PER_INSTANCE = 2;
 export const DEFAULT_REMOTE_CONCURRENCY = 4;
 
 export interface BatchJobOptions {
@@ -145,7 +146,7 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
   const inputFormat = parseFormat(options.inputFormat, options.input, 'input');
   const outputFormat = parseFormat(options.outputFormat, options.output, 'output');
   const wantedBatch = positiveInteger(options.batchSize, '--batch-size');
-  const concurrency = positiveInteger(options.concurrency, '--concurrency') ?? (options.url === undefined ? DEFAULT_LOCAL_CONCURRENCY : DEFAULT_REMOTE_CONCURRENCY);
+  const wantedConcurrency = positiveInteger(options.concurrency, '--concurrency');
   const instances = positiveInteger(options.instances, '--instances');
   const wantedChunk = positiveInteger(options.chunkRows, '--chunk-rows') ?? DEFAULT_CHUNK_ROWS;
   if (resolve(options.input) === resolve(options.output)) throw new TesseraError('INVALID_PARAMETER', 'the output would overwrite the input; choose another --output');
@@ -164,7 +165,7 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
   // With cores to spare, chunks are decoded in a reader thread beside the model; on two cores
   // or fewer the model's threads use them all and the extra thread only costs. Dry runs read a
   // few rows here.
-  const threaded = options.readerThread ?? availableParallelism() > 2;
+  const threaded = options.readerThread ?? availableParallelism() >= 2;
   const source = options.dryRun || !threaded ? opened : new ThreadedSource(opened, options.csvDelimiter);
   let executor: Executor | undefined;
   try {
@@ -185,13 +186,15 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
             url: options.url,
             model: options.model,
             version: options.version,
-            connections: concurrency,
+            connections: wantedConcurrency ?? DEFAULT_REMOTE_CONCURRENCY,
             retries: options.retries,
             timeoutMs: options.timeoutMs,
             ...(options.backoffMs === undefined ? {} : { backoffMs: options.backoffMs }),
             labels,
           });
     const loadSeconds = (performance.now() - loadStarted) / 1000;
+    const concurrency =
+      wantedConcurrency ?? (executor instanceof LocalExecutor ? REQUESTS_PER_INSTANCE * executor.instances : DEFAULT_REMOTE_CONCURRENCY);
     const model = { ...executor.model, labels: labels ?? executor.model.labels };
     const defaultBatch = options.url === undefined ? DEFAULT_BATCH_SIZE : DEFAULT_REMOTE_BATCH_SIZE;
     const batchSize = model.maxBatchSize > 0 ? Math.min(wantedBatch ?? defaultBatch, model.maxBatchSize) : 1;
@@ -392,12 +395,12 @@ class JobRun {
       this.interrupted = true;
       progress.note('tessera batch: interrupted; finishing the chunks in flight and saving the checkpoint (interrupt again to quit at once)');
     };
-    if (io.interrupt?.aborted === true) onInterrupt();
-    io.interrupt?.addEventListener('abort', onInterrupt, { once: true });
-    progress.start();
     // The output is put together while the job runs: parts are appended, in row order, as soon
     // as they and every part before them are done. Only the footer is left for the end.
     this.assembly = await this.o.writer.assemble(checkpoint.assemblyPath);
+    if (io.interrupt?.aborted === true) onInterrupt();
+    io.interrupt?.addEventListener('abort', onInterrupt, { once: true });
+    progress.start();
     let finished = false;
     try {
       if (checkpoint.resumed) {

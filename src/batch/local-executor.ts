@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { FakeBackend } from '../backends/fake/backend.js';
 import { OnnxBackend } from '../backends/onnx/backend.js';
@@ -8,13 +9,16 @@ import { Engine } from '../engine/engine.js';
 import { discoverModel } from '../repository/discovery.js';
 import type { Executor, ModelInfo } from './executor.js';
 
+/** Instances a batch job runs a model with when its config does not say. */
+const DEFAULT_INSTANCES = 2;
+
 export interface LocalExecutorOptions {
   readonly repository: string;
   readonly model: string;
   readonly version: string | undefined;
   /** Rows per request: the batch limit the model is loaded with. */
   readonly batchSize: number;
-  /** Model instances (worker threads); undefined: the model config's. */
+  /** Model instances (worker threads); undefined: the model config's, else 2 (at most the cores). */
   readonly instances: number | undefined;
   /** onnxruntime intra-op threads per instance; undefined: the model config's (default: cores / instances). */
   readonly intraOpThreads: number | undefined;
@@ -34,6 +38,8 @@ export class LocalExecutor implements Executor {
     private readonly engine: Engine,
     readonly model: ModelInfo,
     readonly description: string,
+    /** Model instances running: two requests in flight per instance keep each busy. */
+    readonly instances: number,
   ) {}
 
   static async start(options: LocalExecutorOptions): Promise<LocalExecutor> {
@@ -60,12 +66,15 @@ export class LocalExecutor implements Executor {
       }
       const config = discovered.config;
       const threads = options.intraOpThreads;
+      // Two instances by default: while the job's thread is busy reading or writing, each has a
+      // batch of its own to work through, on half the cores (threads: cores / instances).
+      const instances = options.instances ?? (config.instance_group === undefined ? Math.min(DEFAULT_INSTANCES, availableParallelism()) : undefined);
       const override: Record<string, unknown> = {
         ...config,
         ...(threads === undefined ? {} : { parameters: { ...config.parameters, intra_op_thread_count: threads } }),
         warmup: options.warmup ? { enabled: true, batch_sizes: [options.batchSize], iterations: 1 } : { enabled: false },
         ...(config.max_batch_size !== undefined && config.max_batch_size > 0 ? { max_batch_size: options.batchSize } : {}),
-        ...(options.instances === undefined ? {} : { instance_group: [{ count: options.instances, kind: 'KIND_CPU' }] }),
+        ...(instances === undefined ? {} : { instance_group: [{ count: instances, kind: 'KIND_CPU' }] }),
       };
       await engine.loadModel(options.model, { config: override });
       const metadata = engine.modelMetadata(options.model, options.version);
@@ -80,12 +89,12 @@ export class LocalExecutor implements Executor {
         maxBatchSize: view.max_batch_size,
         labels: engine.modelLabels(options.model),
       };
-      const instances = view.instance_group.reduce((sum, group) => sum + group.count, 0);
+      const running = view.instance_group.reduce((sum, group) => sum + group.count, 0);
       const threadCount = view.parameters['intra_op_thread_count']?.string_value;
       const description =
         `in-process: ${join(options.repository, options.model)}${version === undefined ? '' : ` version ${version}`} ` +
-        `(${view.backend}, ${instances} instance${instances === 1 ? '' : 's'}${threadCount === undefined ? '' : ` x ${threadCount} thread${threadCount === '1' ? '' : 's'}`})`;
-      return new LocalExecutor(engine, model, description);
+        `(${view.backend}, ${running} instance${running === 1 ? '' : 's'}${threadCount === undefined ? '' : ` x ${threadCount} thread${threadCount === '1' ? '' : 's'}`})`;
+      return new LocalExecutor(engine, model, description, running);
     } catch (error) {
       await engine.close();
       throw error;

@@ -35,6 +35,7 @@ export interface BatchFlags {
   progress: string;
   logInterval: string;
   summaryJson?: string;
+  readerThread: string;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -92,6 +93,7 @@ export function jobOptionsFromFlags(model: string, flags: BatchFlags, stderrIsTt
     dryRun: flags.dryRun === true,
     dryRunRows: integer(flags.dryRunRows, '--dry-run-rows'),
     progress: progress as ProgressMode,
+    readerThread: flags.readerThread === 'auto' ? undefined : flags.readerThread === 'on',
     logIntervalSeconds: logInterval,
   };
 }
@@ -143,13 +145,14 @@ export function batchProgramCommand(): Command {
     .option('--classify <output>', "output whose argmax is 'prediction' (with 'label' and 'confidence'); 'none' to skip (default: the first output with 2+ values per row)")
     .option('--labels <file>', "class labels, one per line (default: the model's labels.txt)")
     .option('--batch-size <n>', 'rows per request (default 1024 in-process, 256 remote; capped by the model max_batch_size for remote)')
-    .option('--concurrency <n>', 'requests in flight (default 2 in-process, 4 remote)')
-    .option('--instances <n>', "in-process model instances (worker threads) (default: the model config's)")
+    .option('--concurrency <n>', 'requests in flight (default: 2 per instance in-process, 4 remote)')
+    .option('--instances <n>', "in-process model instances (worker threads) (default: the model config's instance_group, else 2)")
     .option('--intra-op-threads <n>', "in-process onnxruntime threads per instance (default: the model config's intra_op_thread_count, else cores / instances)")
     .option('--chunk-rows <n>', 'rows per checkpointed part (default 65536, rounded up to a multiple of the batch size)')
     .option('--retries <n>', 'remote: retries of a refused (429/503), failed (5xx) or disconnected request', '8')
     .option('--timeout-ms <ms>', 'remote: per-request timeout', '120000')
     .option('--csv-delimiter <char>', "CSV delimiter (default ',' or tab for .tsv)")
+    .addOption(new Option('--reader-thread <mode>', 'decode the input in a worker thread beside the model (auto: when there are more than 2 cores)').choices(['auto', 'on', 'off']).default('auto'))
     .addOption(new Option('--compression <codec>', 'Parquet output compression').choices(['snappy', 'gzip', 'none']).default('snappy'))
     .option('--restart', 'discard an existing checkpoint of this output and start over')
     .option('--overwrite', 'replace an existing output file')

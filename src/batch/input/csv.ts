@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Parser } from 'csv-parse';
+import { TesseraError } from '../../core/errors.js';
 import { ColumnarBlock, inputError, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
 
 interface CsvRecord {
@@ -143,7 +144,7 @@ async function* readRecords(path: string, delimiter: string, onBytes: (n: number
       queue.length = 0;
     }
   } catch (error) {
-    if (error instanceof Error && error.name === 'TesseraError') throw error;
+    if (error instanceof TesseraError) throw error;
     throw inputError(`cannot read input ${path}: ${(error as Error).message}`, error);
   } finally {
     stream.destroy();

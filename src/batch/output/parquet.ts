@@ -73,6 +73,8 @@ class ParquetAssembly implements OutputAssembly {
       this.offset += Number(end - start);
       this.rows += group.num_rows;
     }
+    // Flushed as it grows (off the job's critical path), so that the final flush is short.
+    await this.handle.datasync();
   }
 
   async finish(): Promise<void> {

@@ -114,6 +114,8 @@ class Concatenation implements OutputAssembly {
 
   async append(part: string, bytes?: Uint8Array): Promise<void> {
     await this.handle.write(bytes ?? (await readFile(part)));
+    // Flushed as it grows (off the job's critical path), so that the final flush is short.
+    await this.handle.datasync();
   }
 
   async finish(): Promise<void> {
