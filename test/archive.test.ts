@@ -144,7 +144,7 @@ before(async () => {
 });
 
 after(async () => {
-  await rm(work, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
 });
 
 describe('packModel / inspectArchive / extractArchive', () => {

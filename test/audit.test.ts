@@ -64,9 +64,9 @@ describe('audit log', () => {
 
   after(async () => {
     await server.close();
-    await rm(repo, { recursive: true, force: true });
+    await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
     await chmod(path.join(scratch, 'readonly'), 0o755).catch(() => undefined);
-    await rm(scratch, { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   let dirCount = 0;

@@ -65,7 +65,7 @@ backendConformance({
 
 test('OnnxBackend: 8 load/execute/close cycles of 2 worker instances do not crash or leak', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'tessera-onnx-cycles-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   const modelPath = await writeVersionFile(dir, 'model.onnx', identityModel('FP32', [-1, 2]));
   const backend = new OnnxBackend();
   const started = performance.now();
@@ -91,7 +91,7 @@ test('OnnxBackend: 8 load/execute/close cycles of 2 worker instances do not cras
 
 test('OnnxBackend: a failed multi-instance load stops every worker it started', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'tessera-onnx-fail-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   const modelPath = await writeVersionFile(dir, 'model.onnx', new TextEncoder().encode('not onnx'));
   for (let i = 0; i < 3; i++) {
     await assert.rejects(new OnnxBackend().load({ name: 'bad', version: '1', modelPath, instanceCount: 2, parameters: {} }), /could not load/);
@@ -101,7 +101,7 @@ test('OnnxBackend: a failed multi-instance load stops every worker it started', 
 
 test('Engine: close() during an explicit model load leaves no worker running', async (t) => {
   const repo = await makeTempRepository('tessera-close-while-loading-');
-  t.after(() => rm(repo, { recursive: true, force: true }));
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   await writeModel(repo, 'late', 1, identityModel('FP32', [-1, 4]));
   const engine = await Engine.start({
     repository: repo,

@@ -256,7 +256,7 @@ describe('bad input gets a 4xx with a message that says what is wrong', () => {
 
   after(async () => {
     await server?.close();
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   for (const c of CASES) {

@@ -136,8 +136,8 @@ before(async () => {
 });
 
 after(async () => {
-  await rm(work, { recursive: true, force: true });
-  await rm(repository, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+  await rm(repository, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
 });
 
 test('kill -9 in the middle of a job, rerun with the same arguments: every row exactly once, in order, same predictions', async () => {

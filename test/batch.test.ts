@@ -166,8 +166,8 @@ before(async () => {
 });
 
 after(async () => {
-  await rm(work, { recursive: true, force: true });
-  await rm(repository, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+  await rm(repository, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
 });
 
 describe('formats', () => {
@@ -442,7 +442,7 @@ describe('fatal errors', () => {
 describe('remote mode', () => {
   test('scores against a running Tessera over V2 REST, retrying 503 refusals', async (t) => {
     const remoteRepo = await makeTempRepository();
-    t.after(() => rm(remoteRepo, { recursive: true, force: true }));
+    t.after(() => rm(remoteRepo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(remoteRepo, 'mlp', 1, model);
     await writeFakeModel(
       remoteRepo,

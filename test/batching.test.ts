@@ -31,7 +31,7 @@ const echoRequest = (value: number, parameters?: Record<string, number>) => ({
 describe('dynamic batching over HTTP', () => {
   test('concurrent requests form one batch, and batched results equal unbatched ones element for element', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpBenchModel(), {
       'config.yaml': 'max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_microseconds: 0\n',
     });
@@ -55,7 +55,7 @@ describe('dynamic batching over HTTP', () => {
 
   test('a full queue answers 503 with Retry-After and the V2 error body (429 when configured), and runs nothing extra', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeFakeModel(repo, 'echo', 1, echoModel(0), 'max_batch_size: 4\ndynamic_batching:\n  default_queue_policy:\n    max_queue_size: 2\n');
     for (const status of [503, 429] as const) {
       const server = await startTestServer(t, repo, { delaySchedulerUntil: 3, queueFullStatus: status, retryAfterSeconds: 3 });
@@ -76,7 +76,7 @@ describe('dynamic batching over HTTP', () => {
 
   test('a request whose timeout expires in the queue is answered and never run', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/slow/infer`;
@@ -93,7 +93,7 @@ describe('dynamic batching over HTTP', () => {
 
   test('a request whose client disconnected is removed from the queue before it runs', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/slow/infer`;
@@ -113,7 +113,7 @@ describe('dynamic batching over HTTP', () => {
 
   test('higher priority requests are batched first', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeFakeModel(
       repo,
       'echo',
@@ -138,7 +138,7 @@ describe('dynamic batching over HTTP', () => {
 
   test('after warm-up, the first request runs within 2x the median time of the ones after it', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'resnet', 1, resnet18Model(), {
       'config.yaml': 'max_batch_size: 2\nwarmup:\n  batch_sizes: [1, 2]\n',
     });

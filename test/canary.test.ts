@@ -57,7 +57,7 @@ interface CanaryView {
 describe('canary', () => {
   test('a canary failing 20% of its requests rolls back at the first step; stable then carries all traffic', async (t) => {
     const repo = await repository(2, true, '');
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const server = await startTestServer(t, repo);
     const admin = `http://127.0.0.1:${server.managementPort}`;
     const url = `${server.httpUrl}/v2/models/fake/infer`;
@@ -102,7 +102,7 @@ describe('canary', () => {
       '',
     ].join('\n');
     const repo = await repository(3, false, config);
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const server = await startTestServer(t, repo);
     const admin = `http://127.0.0.1:${server.managementPort}`;
     const url = `${server.httpUrl}/v2/models/fake/infer`;

@@ -86,7 +86,7 @@ describe('tessera CLI (child process)', () => {
     scratch = await mkdtemp(path.join(tmpdir(), 'tessera-cli-files-'));
   });
   after(async () => {
-    for (const dir of [mixed, healthy, scratch]) if (dir !== '') await rm(dir, { recursive: true, force: true });
+    for (const dir of [mixed, healthy, scratch]) if (dir !== '') await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('models <repo>: a table, exit code 1 when a model is unavailable', async () => {
@@ -233,7 +233,7 @@ describe('resolveServerConfig precedence', () => {
     await writeFile(jsonFile, JSON.stringify({ modelRepository: '/from/json', httpPort: 4444 }));
   });
   after(async () => {
-    if (dir !== '') await rm(dir, { recursive: true, force: true });
+    if (dir !== '') await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('defaults when nothing is given', () => {

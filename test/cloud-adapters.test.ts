@@ -47,7 +47,7 @@ describe('SageMaker, Vertex AI and Azure ML adapters (one-model repository)', ()
   });
   after(async () => {
     await server?.close();
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('SageMaker: GET /ping 200; POST /invocations {"instances"} → {"predictions"} from the only model', async () => {
@@ -120,7 +120,7 @@ describe('SageMaker, Vertex AI and Azure ML adapters (one-model repository)', ()
 describe('single-model selection with several models', () => {
   test('without a default model the endpoints say which models exist and how to choose; with one they serve it', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel());
     await writeModel(repo, 'add', 1, addModel());
     const ambiguous = await startTestServer(t, repo, { sagemaker: true, vertex: true, azureml: true });
@@ -136,7 +136,7 @@ describe('single-model selection with several models', () => {
 
   test('adapters are off by default: /invocations, /score and GET / are 404 in the V2 error shape', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel());
     const server = await startTestServer(t, repo);
     for (const url of ['/invocations', '/score', '/predict']) assert.equal((await postJson(`${server.httpUrl}${url}`, { instances: ROWS })).status, 404);

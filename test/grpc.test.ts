@@ -146,7 +146,7 @@ describe('gRPC inference service', () => {
     client.close();
     await grpc.close();
     await server.close();
-    await rm(repo, { recursive: true, force: true });
+    await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   describe('health and metadata rpcs', () => {

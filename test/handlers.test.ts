@@ -450,7 +450,7 @@ describe('custom handlers', () => {
     root = await mkdtemp(join(tmpdir(), 'tessera-handlers-'));
   });
   after(async () => {
-    await rm(root, { recursive: true, force: true });
+    await rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   const WORKING = `

@@ -167,8 +167,8 @@ describe('hostile input never gets a 5xx or takes the server down', () => {
     await http?.destroy().catch(() => undefined);
     await management?.destroy().catch(() => undefined);
     server?.kill();
-    await rm(repo, { recursive: true, force: true });
-    await rm(scratch, { recursive: true, force: true });
+    await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    await rm(scratch, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   /** Run HTTP cases; every one must meet its expectation. */

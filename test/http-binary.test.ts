@@ -128,7 +128,7 @@ describe('V2 binary tensor data and classification', () => {
   });
   after(async () => {
     await server?.close();
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('GET /v2 lists binary_tensor_data and classification', async () => {

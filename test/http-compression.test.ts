@@ -62,7 +62,7 @@ describe('HTTP compression, body limits and content types', () => {
   });
   after(async () => {
     await server?.close();
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('gzip, x-gzip, deflate (zlib) and raw deflate request bodies are decompressed', async () => {
@@ -166,7 +166,7 @@ describe('HTTP compression, body limits and content types', () => {
 describe('compression settings', () => {
   test('responseCompression: false never compresses; compressionThresholdBytes lowers the threshold', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeIdentity(repo);
     const off = await startTestServer(t, repo, { responseCompression: false });
     const big = await raw(`${off.httpUrl}/v2/models/wide/infer`, { method: 'POST', headers: { 'accept-encoding': 'gzip' }, body: v2Body });

@@ -225,7 +225,7 @@ describe('V2 REST API over a real server', () => {
 
   after(async () => {
     await server?.close();
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('GET /v2 reports name, version and extensions', async () => {
@@ -579,7 +579,7 @@ describe('server readiness with an unavailable model', () => {
     await writeModel(repo, 'broken', 1, new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0x00, 0x01]));
   });
   after(async () => {
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('strictReadiness: false → ready 200; default (true) → 503', async (t) => {
@@ -598,7 +598,7 @@ describe('server readiness with an unavailable model', () => {
 
   test('a repository of only healthy models is ready under strict readiness', async (t) => {
     const only = await makeTempRepository('tessera-http-ready-ok-');
-    t.after(() => rm(only, { recursive: true, force: true }));
+    t.after(() => rm(only, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(only, 'good', 1, identityModel('FP32', [-1, 4]));
     const server = await startTestServer(t, only);
     assert.deepEqual(await getJson(`${server.httpUrl}/v2/health/ready`), { status: 200, body: { ready: true } });
@@ -620,7 +620,7 @@ describe('with a slow model (~500 ms a run)', () => {
     await writeModel(repo, 'slow', 1, await calibratedSlowModel(SLOW_MS), { 'config.yaml': SLOW_CONFIG });
   });
   after(async () => {
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('GET /v2/health/live answers within 20 ms while an inference runs', async (t) => {

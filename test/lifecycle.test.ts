@@ -43,7 +43,7 @@ async function replaceModelFile(repo: string, name: string, version: number, byt
 describe('model lifecycle', () => {
   test('adding a version, replacing a file, rolling back and unloading a version under load fail no request', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel(weightsV1), { 'config.yaml': 'version_policy:\n  all: {}\n' });
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/mlp/infer`;
@@ -106,7 +106,7 @@ describe('model lifecycle', () => {
 
   test('a corrupt new file leaves the serving version untouched and reports the failure', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel(weightsV1));
     const engine = await Engine.start(engineOptions(repo));
     t.after(() => engine.close());
@@ -131,7 +131,7 @@ describe('model lifecycle', () => {
 
   test('explicit mode loads only what it is asked to, and load/unload work through the engine', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'a', 1, mlpModel(weightsV1));
     await writeModel(repo, 'b', 1, mlpModel(weightsV2));
     const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit', initialModels: ['a'] }));
@@ -158,7 +158,7 @@ describe('model lifecycle', () => {
 
   test('poll mode picks up new models and versions and drops removed ones by itself', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'a', 1, mlpModel(weightsV1));
     const engine = await Engine.start(engineOptions(repo, { controlMode: 'poll', pollIntervalSeconds: 0.1 }));
     t.after(() => engine.close());
@@ -180,7 +180,7 @@ describe('model lifecycle', () => {
 
   test('50 load/unload cycles release sessions and workers (RSS stays within 30 MB)', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel(weightsV1), { 'config.yaml': 'instance_group:\n  - count: 2\n' });
     const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit' }));
     t.after(() => engine.close());
@@ -201,7 +201,7 @@ describe('model lifecycle', () => {
 describe('model directories on disk', () => {
   test('a model directory created after start can be loaded by name', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await mkdir(repo, { recursive: true });
     const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit' }));
     t.after(() => engine.close());

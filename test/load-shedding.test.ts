@@ -124,7 +124,7 @@ describe('load shedding in the server', () => {
   });
 
   after(async () => {
-    await rm(repo, { recursive: true, force: true });
+    await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('over the memory limit: 503 OVERLOADED + Retry-After on every protocol before the body is read; health answers; counted by reason', async (t) => {

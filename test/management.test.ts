@@ -32,7 +32,7 @@ async function servedBy(url: string): Promise<number> {
 describe('management API', () => {
   test('describe, set the default version, scale, unregister', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel(weightsV1), { 'config.yaml': 'version_policy:\n  all: {}\n' });
     await writeModel(repo, 'mlp', 2, mlpModel(weightsV2));
     const server = await startTestServer(t, repo);
@@ -75,7 +75,7 @@ describe('management API', () => {
   test('register from a verified archive; a tampered archive is refused; archives in the repository are served', async (t) => {
     const work = await mkdtemp(join(tmpdir(), 'tessera-archive-'));
     const repo = await makeTempRepository();
-    t.after(() => Promise.all([rm(work, { recursive: true, force: true }), rm(repo, { recursive: true, force: true })]));
+    t.after(() => Promise.all([rm(work, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }), rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })]));
     await writeModel(work, 'scorer', 1, mlpModel(weightsV1), { 'labels.txt': 'a\nb\nc\n' });
     const archive = join(work, 'scorer.tar.gz');
     await packModel(join(work, 'scorer'), archive, { tesseraVersion: 'test' });
@@ -116,7 +116,7 @@ describe('management API', () => {
 describe('V2 repository API', () => {
   test('load with a config and files, unload; refused in poll mode', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel(weightsV1));
     const server = await startTestServer(t, repo, { modelControlMode: 'explicit', loadModel: ['mlp'] });
     const base = `${server.httpUrl}/v2/repository/models`;

@@ -22,7 +22,7 @@ const row = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2
 
 test('after known traffic, /metrics has exact counts with bounded label sets', async (t) => {
   const repo = await makeTempRepository();
-  t.after(() => rm(repo, { recursive: true, force: true }));
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   await writeModel(repo, 'mlp', 1, mlpModel(), { 'config.yaml': 'max_batch_size: 4\n' });
   const server = await startTestServer(t, repo, { delaySchedulerUntil: 3 });
   const infer = `${server.httpUrl}/v2/models/mlp/infer`;
@@ -75,7 +75,7 @@ test('after known traffic, /metrics has exact counts with bounded label sets', a
 
 test('metrics can share the HTTP port, and can be turned off', async (t) => {
   const repo = await makeTempRepository();
-  t.after(() => rm(repo, { recursive: true, force: true }));
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   await writeModel(repo, 'mlp', 1, mlpModel());
   const shared = await startTestServer(t, repo, { metricsOnHttpPort: true });
   assert.equal(shared.metricsPort, undefined);

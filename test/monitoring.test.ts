@@ -139,7 +139,7 @@ describe('baselines', () => {
 
   test('readRowFile: CSV with and without header, TSV, JSONL arrays and objects; errors name the line', async (t) => {
     const dir = await mkdtemp(path.join(tmpdir(), 'tessera-rows-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const collect = async (file: string) => {
       const opened = await readRowFile(file);
       const rows: number[][] = [];
@@ -166,7 +166,7 @@ describe('baselines', () => {
 
   test('createBaselineFromFile writes <model dir>/baseline.json that readBaseline accepts; bad files are refused', async (t) => {
     const dir = await mkdtemp(path.join(tmpdir(), 'tessera-baseline-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const lines = ['f,g', ...normalRows(1000, 2, 0, 3).map((r) => r.join(','))];
     await writeFile(path.join(dir, 'data.csv'), `${lines.join('\n')}\n`);
     const { path: written, baseline } = await createBaselineFromFile(path.join(dir, 'data.csv'), dir, { bins: 5 });
@@ -322,7 +322,7 @@ describe('monitoring a served model', () => {
     service.close();
     exporter.close();
     await server.close();
-    await rm(repo, { recursive: true, force: true });
+    await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   async function infer(model: string, rows: number[][]): Promise<unknown> {

@@ -15,7 +15,7 @@ const rowsRequest = (rows: number[][]) => ({ inputs: [{ name: 'x', datatype: 'FP
 
 test('monitoring: the served endpoint and metrics report drift once traffic shifts from the baseline', async (t) => {
   const repo = await makeTempRepository();
-  t.after(() => rm(repo, { recursive: true, force: true }));
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   await writeModel(repo, 'id', 1, identityModel('FP32', [-1, 4]), {
     'config.yaml': 'max_batch_size: 64\nmonitoring:\n  enabled: true\n  window_rows: 400\n  min_rows: 100\n',
   });
@@ -47,7 +47,7 @@ test('monitoring: the served endpoint and metrics report drift once traffic shif
 test('tracing and the audit log, configured on the server, see real requests', async (t) => {
   const repo = await makeTempRepository();
   const auditDir = await mkdtemp(join(tmpdir(), 'tessera-audit-'));
-  t.after(() => Promise.all([rm(repo, { recursive: true, force: true }), rm(auditDir, { recursive: true, force: true })]));
+  t.after(() => Promise.all([rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }), rm(auditDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })]));
   await writeModel(repo, 'id', 1, identityModel('FP32', [-1, 4]));
 
   // A local OTLP/HTTP receiver.

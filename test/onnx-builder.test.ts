@@ -281,7 +281,7 @@ test('writeModel lays out a Triton-style repository', async () => {
     );
     assert.deepEqual(probs.dims, [1, 3]);
   } finally {
-    await rm(repo, { recursive: true, force: true });
+    await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   }
 });
 

@@ -137,7 +137,7 @@ const PROTOCOLS: Protocol[] = [
 
 test('every HTTP protocol gives the same MLP outputs for the same rows, and its own error shape for bad rows', async (t) => {
   const repo = await makeTempRepository();
-  t.after(() => rm(repo, { recursive: true, force: true }));
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   await writeModel(repo, 'mlp', 1, mlpModel());
   const server = await startTestServer(t, repo, {
     sagemaker: true,

@@ -79,7 +79,7 @@ describe('discoverRepository', () => {
     });
   });
   after(async () => {
-    if (root !== '') await rm(root, { recursive: true, force: true });
+    if (root !== '') await rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('finds model directories sorted by name, skipping hidden, badly named and plain entries', async () => {
@@ -162,7 +162,7 @@ describe('discoverRepository', () => {
         { name: 'linked_version', versions: [7], batch: 5, problem: undefined },
       ]);
     } finally {
-      await rm(base, { recursive: true, force: true });
+      await rm(base, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
     }
   });
 
@@ -171,7 +171,7 @@ describe('discoverRepository', () => {
     try {
       assert.deepEqual(await discoverRepository(empty), []);
     } finally {
-      await rm(empty, { recursive: true, force: true });
+      await rm(empty, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
     }
   });
 });
@@ -205,7 +205,7 @@ describe('readModelConfig', () => {
     root = await mkdtemp(path.join(tmpdir(), 'tessera-config-'));
   });
   after(async () => {
-    if (root !== '') await rm(root, { recursive: true, force: true });
+    if (root !== '') await rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('no config file: the defaults, and no file', async () => {

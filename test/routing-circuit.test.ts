@@ -25,7 +25,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 describe('circuit breaker', () => {
   test('opens after consecutive failures, sends traffic to the fallback version, half-opens after the cool-down and closes on a good probe', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const routing = 'routing:\n  circuit_breaker: {failure_threshold: 3, cooldown: 400ms}\n  fallback: {version: 1}\n';
     await writeFakeModel(repo, 'fake', 1, io, base + routing);
     await writeFakeModel(repo, 'fake', 2, { ...io, fail_on_value: FAIL }, base + routing);
@@ -88,7 +88,7 @@ describe('circuit breaker', () => {
 
   test('slow calls count as timeouts; the fallback can be another model', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeFakeModel(repo, 'backup', 1, io, base);
     const routing = 'routing:\n  circuit_breaker: {failure_threshold: 2, timeout_ms: 40, cooldown: 1m}\n  fallback: {model: backup}\n';
     await writeFakeModel(repo, 'slow', 1, { ...io, delay_ms: 80 }, base + routing);

@@ -41,7 +41,7 @@ async function freePort(): Promise<number> {
 describe('rollout CLI', () => {
   test('traffic, alias, canary and shadow commands', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const config = 'max_batch_size: 8\nversion_policy:\n  all: {}\n';
     for (const version of [1, 2]) await writeFakeModel(repo, 'fake', version, io, config);
     const server = await startTestServer(t, repo);

@@ -235,7 +235,7 @@ describe('output comparison', () => {
 describe('routing state file', () => {
   test('written atomically, read back; an invalid file is moved aside', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'tessera-state-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const path = join(dir, 'state.json');
     const store = new RoutingStateStore(path, silent);
     assert.deepEqual(await store.load(), { format: 1, models: {} });

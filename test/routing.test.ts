@@ -59,7 +59,7 @@ async function send(url: string, method: string, payload?: unknown): Promise<{ s
 describe('version routing', () => {
   test('a 90/10 split over 2,000 requests lands within 4 sigma of 200, and every answer names its version', async (t) => {
     const repo = await twoVersions('routing:\n  split: {"1": 90, "2": 10}\n');
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/mlp/infer`;
     const results = await pool(2000, 16, () => infer(url));
@@ -78,7 +78,7 @@ describe('version routing', () => {
 
   test('sticky keys never flip and spread across versions; a version in the URL, an override header or parameter win', async (t) => {
     const repo = await twoVersions('routing:\n  split: {"1": 50, "2": 50}\n  sticky_key: X-User-Id\n');
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/mlp/infer`;
     const users = Array.from({ length: 150 }, (_, i) => `user-${i}`);
@@ -99,7 +99,7 @@ describe('version routing', () => {
 
   test('blue-green: aliases serve like versions, switch atomically, roll back in one call', async (t) => {
     const repo = await twoVersions('routing:\n  default_version: stable\n  aliases: {stable: 1, candidate: 2}\n');
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const server = await startTestServer(t, repo);
     const admin = `http://127.0.0.1:${server.managementPort}`;
     const v2 = `${server.httpUrl}/v2/models/mlp`;
@@ -130,7 +130,7 @@ describe('version routing', () => {
 
   test('the gRPC front door routes by metadata', async (t) => {
     const repo = await twoVersions('routing:\n  split: {"1": 100}\n');
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const server = await startTestServer(t, repo);
     const definition = loadPackageDefinition(loadSync('grpc_service.proto', { keepCase: true, longs: String, enums: String, defaults: true, includeDirs: [PROJECT_PROTO_DIR] }));
     const Service = ((definition['inference'] as GrpcObject)['GRPCInferenceService'] as ServiceClientConstructor);
@@ -151,7 +151,7 @@ describe('version routing', () => {
 
   test('run-time routing survives a restart: split, default, aliases, shadow and a canary in progress', async (t) => {
     const repo = await twoVersions();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const first = await startTestServer(undefined, repo);
     let admin = `http://127.0.0.1:${first.managementPort}`;
     assert.equal((await send(`${admin}/models/mlp/traffic`, 'PUT', { split: { '1': 70, '2': 30 } })).status, 200);

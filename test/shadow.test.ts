@@ -71,7 +71,7 @@ describe('shadow traffic', () => {
     assert.ok(expectedAgreement > 0.2 && expectedAgreement < 0.9, `the test models should disagree measurably (agreement ${expectedAgreement})`);
 
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const config = `max_batch_size: ${ROWS}\nversion_policy:\n  all: {}\nrouting:\n  default_version: 1\n  shadow: {version: 2, share: 0.1, max_in_flight: 64}\n`;
     await writeModel(repo, 'mlp', 1, mlpModel(primary), { 'config.yaml': config });
     await writeModel(repo, 'mlp', 2, mlpModel(shadow));
@@ -114,7 +114,7 @@ describe('shadow traffic', () => {
 
   test('a slow shadow never delays the caller, and its load is bounded: excess shadow requests are dropped, not queued', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     const io = { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 4], copy_of: 'x' }] };
     const config = 'max_batch_size: 8\nversion_policy:\n  all: {}\nrouting:\n  default_version: 1\n  shadow: {version: 2, share: 1, max_in_flight: 2}\n';
     await writeFakeModel(repo, 'fake', 1, io, config);

@@ -124,8 +124,8 @@ describe('graceful shutdown of tessera serve', () => {
 
   after(async () => {
     for (const child of children) child.kill();
-    await rm(repo, { recursive: true, force: true });
-    for (const dir of scratch) await rm(dir, { recursive: true, force: true });
+    await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    for (const dir of scratch) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('SIGTERM under load: accepted requests are answered 200, later ones refused, readiness 503 at once, audit flushed, exit 0', async (t) => {

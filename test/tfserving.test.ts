@@ -60,7 +60,7 @@ describe('TF Serving REST API', () => {
   });
   after(async () => {
     await server?.close();
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('GET /v1/models/{m}: every version AVAILABLE with status OK; /versions/{v} just that one', async () => {

@@ -62,7 +62,7 @@ describe('TorchServe inference API', () => {
   });
   after(async () => {
     await server?.close();
-    if (repo !== '') await rm(repo, { recursive: true, force: true });
+    if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
   test('GET /ping → 200 {"status": "Healthy"}', async () => {
@@ -174,7 +174,7 @@ describe('TorchServe inference API', () => {
 describe('TorchServe API on a server that is not ready', () => {
   test('/ping is 503 {"status": "Unhealthy"}; a body over the limit is 413 in TorchServe shape', async (t) => {
     const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true }));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'mlp', 1, mlpModel());
     // A model directory without versions is unavailable; strict readiness makes the server unready.
     await mkdir(path.join(repo, 'broken'), { recursive: true });

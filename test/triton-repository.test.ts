@@ -34,7 +34,7 @@ version_policy: { all { } }
 
 test('a Triton model repository with config.pbtxt is served as it is', async (t) => {
   const repo = await makeTempRepository();
-  t.after(() => rm(repo, { recursive: true, force: true }));
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   await writeModel(repo, 'mlp', 1, mlpModel(), { 'config.pbtxt': TRITON_CONFIG });
   await writeModel(repo, 'mlp', 2, mlpModel());
   await writeModel(repo, 'broken', 1, mlpModel(), { 'config.pbtxt': 'max_batch_size: 4\ninput [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] \n' });

@@ -83,7 +83,7 @@ export function backendConformance(subject: ConformanceSubject): void {
     });
     after(async () => {
       await Promise.all(open.map((model) => model.close()));
-      if (root !== '') await rm(root, { recursive: true, force: true });
+      if (root !== '') await rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
     });
 
     test('load reports inputs and outputs, -1 for variable dims, and the instances asked for', async () => {

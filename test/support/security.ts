@@ -25,7 +25,7 @@ import { writeFakeModel } from './server.js';
 /** A repository with fake models `alpha` and `beta` (FP32 x [-1,2] → y = x) and `text` (BYTES s [-1] → t = s). */
 export async function securityRepository(t: TestContext | undefined): Promise<string> {
   const repo = await mkdtemp(path.join(tmpdir(), 'tessera-security-'));
-  t?.after(() => rm(repo, { recursive: true, force: true }));
+  t?.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   for (const name of ['alpha', 'beta']) {
     await writeFakeModel(repo, name, 1, {
       inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 2] }],
@@ -216,7 +216,7 @@ export interface TestCertificates {
 /** A CA, a server certificate for 127.0.0.1/localhost, a client certificate and a self-signed rogue one. */
 export async function makeCertificates(t: TestContext | undefined): Promise<TestCertificates> {
   const dir = await mkdtemp(path.join(tmpdir(), 'tessera-tls-'));
-  t?.after(() => rm(dir, { recursive: true, force: true }));
+  t?.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   const file = (name: string): string => path.join(dir, name);
   const openssl = (...args: string[]): void => {
     execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
