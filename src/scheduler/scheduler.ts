@@ -255,9 +255,11 @@ export class Scheduler {
       const perRequest = splitOutputs(result.outputs, rows);
       const t3 = process.hrtime.bigint();
       const { timings } = result;
+      // compute_infer is the backend's own run time (session.run in the worker); moving the
+      // batch to the worker and back counts as input and output, so the phases add up.
+      const inferNs = timings.inferNs;
       const inputNs = Number(t1 - t0) + timings.inputNs;
-      const outputNs = Number(t3 - t2) + timings.outputNs;
-      const inferNs = Math.max(0, Number(t2 - t1) - timings.inputNs - timings.outputNs);
+      const outputNs = Math.max(0, Number(t3 - t1) - timings.inputNs - inferNs);
       this.options.stats.recordExecution(totalRows, inputNs, inferNs, outputNs);
       const computeNs = Number(t3 - t0);
       const { modelName: model, version } = this.options;
