@@ -45,8 +45,9 @@ export interface OverloadResult {
   readonly rssSeries: readonly number[];
   readonly rssIdle: number;
   readonly rssFirst: number;
-  /** Sample after 10 s (or a quarter of the run), the reference for flatness. */
-  readonly rssSettled: number;
+  /** Medians of the middle and last thirds of the samples: flat when the last is within 5% + 5 MB of the middle. */
+  readonly rssMiddle: number;
+  readonly rssEnd: number;
   readonly rssMax: number;
   readonly rssLast: number;
   readonly rssFlat: boolean;
@@ -125,8 +126,12 @@ export async function runOverload(files: ModelFiles, options: OverloadOptions): 
     const accepted = summarize(run.byStatus.get('200') ?? []);
     const rssFirst = rssSeries[0] ?? Number.NaN;
     const rssLast = rssSeries[rssSeries.length - 1] ?? Number.NaN;
-    // After the first 10 s (a quarter of a short run): arenas and JIT have settled by then.
-    const rssSettled = rssSeries[Math.min(9, Math.floor(rssSeries.length / 4))] ?? Number.NaN;
+    // Flatness is judged on the trend, not on single samples: V8's heap grows in a sawtooth
+    // until a major GC, so compare the median of the last third with the middle third's.
+    const third = Math.max(1, Math.floor(rssSeries.length / 3));
+    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+    const rssMiddle = median(rssSeries.slice(third, 2 * third));
+    const rssEnd = median(rssSeries.slice(2 * third));
     const rssMax = Math.max(...rssSeries);
     const batch = stats0 !== undefined && stats1 !== undefined ? batchFigures(stats0, stats1) : undefined;
     const batchMs = batch?.inferMsPerBatch ?? Number.NaN;
@@ -148,9 +153,9 @@ export async function runOverload(files: ModelFiles, options: OverloadOptions): 
       rssFirst,
       rssMax,
       rssLast,
-      // Flat: the last sample within 5% (+5 MB) of the settled one, and the peak within 25% of the first.
-      rssFlat: rssLast <= rssSettled * 1.05 + 5 * 2 ** 20 && rssMax <= rssFirst * 1.25,
-      rssSettled,
+      rssFlat: rssEnd <= rssMiddle * 1.05 + 5 * 2 ** 20,
+      rssMiddle,
+      rssEnd,
       serverCpu: cpuBetween(cpuBefore, cpuAfter),
       generatorCpuPct: run.generatorCpuPct,
       sendLagP99: run.sendLagP99,
@@ -175,7 +180,7 @@ export function describeOverload(r: OverloadResult): string[] {
     `503 latency ms: p50 ${ms(r.rejected.p50)}  p95 ${ms(r.rejected.p95)}  p99 ${ms(r.rejected.p99)}  max ${ms(r.rejected.max)}  (n=${r.rejected.count})`,
     `200 latency ms: p50 ${ms(r.accepted.p50)}  p95 ${ms(r.accepted.p95)}  p99 ${ms(r.accepted.p99)}  max ${ms(r.accepted.max)}  (n=${r.accepted.count})`,
     `Retry-After: on ${r.retryAfter.present} of ${r.retryAfter.present + r.retryAfter.absent} refusals (values: ${r.retryAfter.values.join(', ') || 'none'})`,
-    `server RSS MB: idle ${mb(r.rssIdle)}, first ${mb(r.rssFirst)}, at 10 s ${mb(r.rssSettled)}, max ${mb(r.rssMax)}, last ${mb(r.rssLast)} -> ${r.rssFlat ? 'flat' : 'NOT flat'} (last within 5% + 5 MB of the 10 s sample, max within 25% of the first)`,
+    `server RSS MB: idle ${mb(r.rssIdle)}, first ${mb(r.rssFirst)}, max ${mb(r.rssMax)}, last ${mb(r.rssLast)}; median of the middle third ${mb(r.rssMiddle)}, of the last third ${mb(r.rssEnd)} -> ${r.rssFlat ? 'flat' : 'NOT flat'} (flat: last third within 5% + 5 MB of the middle third)`,
     `server CPU ${r.serverCpu.totalPct.toFixed(0)}% (main thread ${r.serverCpu.mainPct.toFixed(0)}%, ${r.mainCpuMsPerAnswer.toFixed(3)} ms per answer), generator CPU ${r.generatorCpuPct.toFixed(0)}%, send lag p99 ${ms(r.sendLagP99)} ms, client queue max ${r.clientQueuedMax}, connections opened ${r.connectionsOpened}, foreign CPU ${r.foreignCpuPct.toFixed(0)}%`,
   ];
 }

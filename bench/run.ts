@@ -431,7 +431,9 @@ function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[],
       value: `${mb(overload.rssFirst)} / ${mb(overload.rssMax)} / ${mb(overload.rssLast)}`,
       target: 'flat',
       met: overload.rssFlat,
-      detail: `idle before: ${mb(overload.rssIdle)} MB; ${overload.rssSeries.length} samples, 1 per second`,
+      detail:
+        `idle before: ${mb(overload.rssIdle)} MB; ${overload.rssSeries.length} samples, 1 per second; medians of the middle / last third ` +
+        `${mb(overload.rssMiddle)} / ${mb(overload.rssEnd)} MB (flat: last third within 5% + 5 MB of the middle third)`,
     });
   }
   return ratios;
@@ -466,7 +468,8 @@ function foreignNote(cells: readonly CellResult[]): string {
   const foreign = cells.map((c) => c.foreignCpuPct).filter((v) => Number.isFinite(v));
   const mean = foreign.reduce((a, b) => a + b, 0) / Math.max(1, foreign.length);
   const disturbed = foreign.filter((v) => v > 30).length;
-  return `Other processes on the machine used on average ${fmt(mean, 0)}% of a core during these cells (${disturbed} of ${foreign.length} cells above 30%).`;
+  const warning = mean > 30 ? '**Disturbed run:** ' : '';
+  return `${warning}Other processes on the machine used on average ${fmt(mean, 0)}% of a core during these cells (${disturbed} of ${foreign.length} cells above 30%).`;
 }
 
 /** One line on how busy the machine was with other work during the run. */
