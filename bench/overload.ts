@@ -45,9 +45,9 @@ export interface OverloadResult {
   readonly rssSeries: readonly number[];
   readonly rssIdle: number;
   readonly rssFirst: number;
-  /** Medians of the middle and last thirds of the samples: flat when the last is within 5% + 5 MB of the middle. */
-  readonly rssMiddle: number;
-  readonly rssEnd: number;
+  /** Highest samples of the first and second half: flat when the second is within 5% + 5 MB of the first. */
+  readonly rssPeakFirstHalf: number;
+  readonly rssPeakSecondHalf: number;
   readonly rssMax: number;
   readonly rssLast: number;
   readonly rssFlat: boolean;
@@ -126,12 +126,12 @@ export async function runOverload(files: ModelFiles, options: OverloadOptions): 
     const accepted = summarize(run.byStatus.get('200') ?? []);
     const rssFirst = rssSeries[0] ?? Number.NaN;
     const rssLast = rssSeries[rssSeries.length - 1] ?? Number.NaN;
-    // Flatness is judged on the trend, not on single samples: V8's heap grows in a sawtooth
-    // until a major GC, so compare the median of the last third with the middle third's.
-    const third = Math.max(1, Math.floor(rssSeries.length / 3));
-    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
-    const rssMiddle = median(rssSeries.slice(third, 2 * third));
-    const rssEnd = median(rssSeries.slice(2 * third));
+    // Flatness is judged on peaks, not single samples: V8's heap grows in a sawtooth until a
+    // major GC (tens of MB, tens of seconds), so a sample's phase says little. A leak shows as
+    // peaks that climb: compare the second half's highest sample with the first half's.
+    const half = Math.max(1, Math.floor(rssSeries.length / 2));
+    const rssPeakFirstHalf = Math.max(...rssSeries.slice(0, half));
+    const rssPeakSecondHalf = Math.max(...rssSeries.slice(half));
     const rssMax = Math.max(...rssSeries);
     const batch = stats0 !== undefined && stats1 !== undefined ? batchFigures(stats0, stats1) : undefined;
     const batchMs = batch?.inferMsPerBatch ?? Number.NaN;
@@ -153,9 +153,9 @@ export async function runOverload(files: ModelFiles, options: OverloadOptions): 
       rssFirst,
       rssMax,
       rssLast,
-      rssFlat: rssEnd <= rssMiddle * 1.05 + 5 * 2 ** 20,
-      rssMiddle,
-      rssEnd,
+      rssFlat: rssPeakSecondHalf <= rssPeakFirstHalf * 1.05 + 5 * 2 ** 20,
+      rssPeakFirstHalf,
+      rssPeakSecondHalf,
       serverCpu: cpuBetween(cpuBefore, cpuAfter),
       generatorCpuPct: run.generatorCpuPct,
       sendLagP99: run.sendLagP99,
@@ -180,7 +180,7 @@ export function describeOverload(r: OverloadResult): string[] {
     `503 latency ms: p50 ${ms(r.rejected.p50)}  p95 ${ms(r.rejected.p95)}  p99 ${ms(r.rejected.p99)}  max ${ms(r.rejected.max)}  (n=${r.rejected.count})`,
     `200 latency ms: p50 ${ms(r.accepted.p50)}  p95 ${ms(r.accepted.p95)}  p99 ${ms(r.accepted.p99)}  max ${ms(r.accepted.max)}  (n=${r.accepted.count})`,
     `Retry-After: on ${r.retryAfter.present} of ${r.retryAfter.present + r.retryAfter.absent} refusals (values: ${r.retryAfter.values.join(', ') || 'none'})`,
-    `server RSS MB: idle ${mb(r.rssIdle)}, first ${mb(r.rssFirst)}, max ${mb(r.rssMax)}, last ${mb(r.rssLast)}; median of the middle third ${mb(r.rssMiddle)}, of the last third ${mb(r.rssEnd)} -> ${r.rssFlat ? 'flat' : 'NOT flat'} (flat: last third within 5% + 5 MB of the middle third)`,
+    `server RSS MB: idle ${mb(r.rssIdle)}, first ${mb(r.rssFirst)}, max ${mb(r.rssMax)}, last ${mb(r.rssLast)}; peak of the first half ${mb(r.rssPeakFirstHalf)}, of the second half ${mb(r.rssPeakSecondHalf)} -> ${r.rssFlat ? 'flat' : 'NOT flat'} (flat: second-half peak within 5% + 5 MB of the first-half peak)`,
     `server CPU ${r.serverCpu.totalPct.toFixed(0)}% (main thread ${r.serverCpu.mainPct.toFixed(0)}%, ${r.mainCpuMsPerAnswer.toFixed(3)} ms per answer), generator CPU ${r.generatorCpuPct.toFixed(0)}%, send lag p99 ${ms(r.sendLagP99)} ms, client queue max ${r.clientQueuedMax}, connections opened ${r.connectionsOpened}, foreign CPU ${r.foreignCpuPct.toFixed(0)}%`,
   ];
 }

@@ -432,8 +432,8 @@ function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[],
       target: 'flat',
       met: overload.rssFlat,
       detail:
-        `idle before: ${mb(overload.rssIdle)} MB; ${overload.rssSeries.length} samples, 1 per second; medians of the middle / last third ` +
-        `${mb(overload.rssMiddle)} / ${mb(overload.rssEnd)} MB (flat: last third within 5% + 5 MB of the middle third)`,
+        `idle before: ${mb(overload.rssIdle)} MB; ${overload.rssSeries.length} samples, 1 per second; peaks of the first / second half ` +
+        `${mb(overload.rssPeakFirstHalf)} / ${mb(overload.rssPeakSecondHalf)} MB (flat: second-half peak within 5% + 5 MB of the first-half peak)`,
     });
   }
   return ratios;
