@@ -20,6 +20,15 @@ const INTEGER_RANGE: Partial<Record<DataType, readonly [number, number]>> = {
   INT32: [-0x80000000, 0x7fffffff],
 };
 
+/**
+ * A JSON array of numbers that a protocol's parser read straight into doubles (nested
+ * rectangular arrays flattened row-major), in place of the array `JSON.parse` would build.
+ * Tensor data accepts it wherever it accepts an array.
+ */
+export class JsonNumberArray {
+  constructor(readonly values: Float64Array) {}
+}
+
 /** Options of {@link tensorDataFromJson}. */
 export interface JsonTensorOptions {
   /**
@@ -41,6 +50,7 @@ export interface JsonTensorLimit {
 
 /** Convert JSON `data` of an input named in `where` to the typed array of `datatype`. */
 export function tensorDataFromJson(datatype: DataType, data: unknown, where: string, options: JsonTensorOptions = {}): TensorData {
+  if (data instanceof JsonNumberArray) return tensorDataFromNumbers(datatype, data.values, where, options);
   if (!Array.isArray(data)) throw invalid(`${where}: 'data' must be an array, got ${describe(data)}`);
   const flat = isFlat(data) ? data : flatten(data, where);
   const maxElements = options.maxElements;
@@ -106,6 +116,42 @@ export function tensorDataFromJson(datatype: DataType, data: unknown, where: str
           throw invalid(`${where}: element ${i} is ${describe(value)}; expected an integer from ${min} to ${max} for ${datatype}`);
         }
         (out as Int32Array)[i] = value;
+      }
+      return out;
+    }
+  }
+}
+
+/** Tensor data from numbers already read into doubles: the same checks as for a JSON array of numbers. */
+function tensorDataFromNumbers(datatype: DataType, values: Float64Array, where: string, options: JsonTensorOptions): TensorData {
+  const maxElements = options.maxElements;
+  if (maxElements !== undefined && values.length > maxElements.limit) {
+    throw new TesseraError('LIMIT_EXCEEDED', `${where} has ${values.length} ${datatype === 'BYTES' ? 'BYTES ' : ''}elements; the limit is ${maxElements.limit} (${maxElements.setting})`);
+  }
+  switch (datatype) {
+    case 'FP64':
+      return values;
+    case 'FP32': {
+      const out = new Float32Array(values.length);
+      out.set(values); // one native conversion pass
+      return out;
+    }
+    case 'BYTES':
+    case 'BOOL':
+    case 'FP16':
+    case 'INT64':
+    case 'UINT64':
+      // Rare as numbers, or refused: the per-element path gives the same values and messages.
+      return tensorDataFromJson(datatype, Array.from(values), where, options);
+    default: {
+      const [min, max] = INTEGER_RANGE[datatype]!;
+      const out = allocate(datatype, values.length) as Int32Array;
+      for (let i = 0; i < values.length; i++) {
+        const value = values[i]!;
+        if (!Number.isInteger(value) || value < min || value > max) {
+          throw invalid(`${where}: element ${i} is ${describe(value)}; expected an integer from ${min} to ${max} for ${datatype}`);
+        }
+        out[i] = value;
       }
       return out;
     }
@@ -250,7 +296,7 @@ function invalid(message: string): TesseraError {
 /** Short description of a JSON value for error messages. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
+  if (Array.isArray(value) || value instanceof JsonNumberArray) return 'an array';
   if (typeof value === 'string') return JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}...` : value);
   if (typeof value === 'object') return 'an object';
   return String(value);

@@ -2,7 +2,7 @@ import { elementByteSize, bytesOf, viewBytes, type DataType, type NumericArray, 
 import { TesseraError } from '../../../core/errors.js';
 import { elementCount, formatShape } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
-import { parseJsonText } from '../body.js';
+import { parseV2RequestJson } from './json-body.js';
 import { checkBytesElementLength, type RequestLimits } from '../../../security/limits.js';
 
 /**
@@ -38,13 +38,13 @@ export function splitRequestBody(body: Buffer, headerValue: string | string[] | 
     throw new TesseraError('INVALID_REQUEST', `Inference-Header-Content-Length is ${length} but the request body has only ${body.length} bytes`);
   }
   if (length === 0) throw new TesseraError('INVALID_REQUEST', 'Inference-Header-Content-Length is 0: the JSON inference header is empty');
-  const json = parseJsonText(body.subarray(0, length), `the JSON inference header (the first ${length} bytes, per Inference-Header-Content-Length)`);
+  const json = parseV2RequestJson(body.subarray(0, length), `the JSON inference header (the first ${length} bytes, per Inference-Header-Content-Length)`);
   return { json, tail: new BinaryTail(body.subarray(length), length) };
 }
 
 function parseJsonWhole(body: Buffer): unknown {
   if (body.length === 0) throw new TesseraError('INVALID_REQUEST', 'the request body is empty; expected a JSON object');
-  return parseJsonText(body, 'the request body');
+  return parseV2RequestJson(body, 'the request body');
 }
 
 /**
