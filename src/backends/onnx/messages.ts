@@ -22,6 +22,13 @@ export interface SessionSettings {
   readonly executionMode: 'sequential' | 'parallel';
   readonly enableCpuMemArena: boolean;
   readonly allowSpinning: boolean;
+  /**
+   * Nice value (0-19) of the instance's compute threads: the worker thread and the intra-op
+   * threads onnxruntime creates from it. Above the server's own 0, the event loop that receives
+   * requests, refuses excess ones and answers health checks is scheduled first when compute
+   * has every core busy. 0 leaves priorities alone.
+   */
+  readonly computeThreadNice: number;
 }
 
 export type ToWorker =

@@ -3,6 +3,8 @@
  * `session.run()` computes on the calling thread, so running it here keeps the server's event
  * loop free. The main thread sends at most one `run` at a time.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { NumericArray } from '../../core/datatype.js';
@@ -48,8 +50,25 @@ function sessionOptions(settings: SessionSettings): ort.InferenceSession.Session
   };
 }
 
+/**
+ * Lower this thread's scheduling priority to `nice` before the session exists: the intra-op
+ * threads onnxruntime creates from this thread inherit it. Linux schedules threads, not
+ * processes, so the thread id (from /proc/thread-self) names this thread alone. Raising nice
+ * needs no privilege. Elsewhere (no /proc) priorities stay as they are.
+ */
+function lowerThreadPriority(nice: number): void {
+  if (nice <= 0 || process.platform !== 'linux') return;
+  try {
+    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(threadId) && threadId > 0) setPriority(threadId, nice);
+  } catch {
+    // No /proc, or the kernel refused: the instance runs at the process's priority.
+  }
+}
+
 async function load(modelPath: string, settings: SessionSettings): Promise<void> {
   try {
+    lowerThreadPriority(settings.computeThreadNice);
     session = await ort.InferenceSession.create(modelPath, sessionOptions(settings));
     send({ kind: 'loaded', inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) });
   } catch (error) {

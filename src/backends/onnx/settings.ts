@@ -16,6 +16,9 @@ const TRITON_LEVELS: Readonly<Record<string, SessionSettings['graphOptimizationL
   '2': 'disabled',
 };
 
+/** Default nice value of compute threads (parameter `compute_thread_nice`): below the event loop's 0. */
+export const DEFAULT_COMPUTE_THREAD_NICE = 5;
+
 /**
  * Session settings for one instance of a model with `instanceCount` instances. By default the
  * cores are shared out so that instances x intra-op threads = cores, and threads do not spin
@@ -46,7 +49,14 @@ export function sessionSettings(parameters: Parameters, instanceCount: number, c
     executionMode: mode,
     enableCpuMemArena: boolean(parameters, 'enable_mem_arena') ?? true,
     allowSpinning: boolean(parameters, 'allow_spinning') ?? false,
+    computeThreadNice: niceValue(parameters),
   };
+}
+
+function niceValue(parameters: Parameters): number {
+  const nice = integer(parameters, 'compute_thread_nice') ?? DEFAULT_COMPUTE_THREAD_NICE;
+  if (nice > 19) throw new TesseraError('INVALID_MODEL_CONFIG', `parameters.compute_thread_nice: expected 0 to 19, got ${nice}`);
+  return nice;
 }
 
 function integer(parameters: Parameters, key: string): number | undefined {
