@@ -36,11 +36,28 @@ export interface EngineOptions {
   readonly logger?: Logger;
 }
 
-/** What a protocol passes on about the caller of a handler request. */
-export interface PredictCaller {
-  readonly signal?: AbortSignal;
-  readonly protocol?: string;
-  readonly traceparent?: string;
+/**
+ * What a protocol passes on about the caller of a handler request: as for {@link InferenceRequest},
+ * including what routing reads (sticky keys and version overrides from the caller's headers).
+ */
+export type PredictCaller = Pick<InferenceRequest, 'signal' | 'protocol' | 'traceparent' | 'callerHeader' | 'routingKey' | 'versionOverride' | 'priority' | 'timeoutMs'>;
+
+/**
+ * A handler request on its way through the engine's request path: the raw request, and once
+ * the version chosen to serve it has preprocessed it, what that version's postprocess needs.
+ */
+interface HandlerJob {
+  readonly raw: HandlerRequest;
+  prepared?: { readonly handled: NonNullable<ModelVersion['handler']>; readonly context: unknown };
+}
+
+const CALLER_FIELDS = ['signal', 'protocol', 'traceparent', 'callerHeader', 'routingKey', 'versionOverride', 'priority', 'timeoutMs'] as const satisfies readonly (keyof PredictCaller)[];
+
+/** The caller's fields a request carries (a protocol's caller object may hold more, e.g. request limits). */
+function callerFields(caller: PredictCaller): PredictCaller {
+  const picked: Record<string, unknown> = {};
+  for (const field of CALLER_FIELDS) if (caller[field] !== undefined) picked[field] = caller[field];
+  return picked as PredictCaller;
 }
 
 /** Where a dispatch sends a request: a model and a version (undefined: the model's default). */
@@ -112,6 +129,11 @@ export class Engine {
   private closing: Promise<void> | undefined;
   private routing: EngineRouting | undefined;
   private dispatch: InferDispatch = (request, target, chose) => this.inferResolved(request, target, chose);
+  /**
+   * Requests of {@link predict} (and their replays): their inputs are made by the handler of the
+   * version the request path chose, so routing decides before any preprocessing.
+   */
+  private readonly handlerJobs = new WeakMap<InferenceRequest, HandlerJob>();
 
   private constructor(private readonly options: EngineOptions) {
     this.registry = new ModelRegistry({
@@ -333,7 +355,29 @@ export class Engine {
   }
 
   /** Run one inference request. Throws TesseraError with a code for every failure. */
-  async infer(request: InferenceRequest): Promise<InferenceResponse> {
+  infer(request: InferenceRequest): Promise<InferenceResponse> {
+    return this.run(request);
+  }
+
+  /**
+   * Before routing dispatches `request` and later runs it again on another version (shadow,
+   * canary mirror): a handler request's replays are handler requests too, each preprocessed by
+   * the handler of the version it runs on, from a copy of the raw request taken now (a handler
+   * may hand the caller's buffers to a worker, which detaches them). Undefined for tensor
+   * requests: copies of their input tensors are all a replay needs.
+   */
+  prepareReplay(request: InferenceRequest): ((replay: InferenceRequest) => void) | undefined {
+    const job = this.handlerJobs.get(request);
+    if (job === undefined) return undefined;
+    const snapshot = copyHandlerRequest(job.raw);
+    // Each replay gets its own copy: two replays (shadow and canary mirror) may run at once.
+    return (replay) => {
+      this.handlerJobs.set(replay, { raw: copyHandlerRequest(snapshot) });
+    };
+  }
+
+  /** The request path shared by infer and predict: dispatch (routing first, when installed), then the requestEnd event. */
+  private async run(request: InferenceRequest): Promise<InferenceResponse> {
     const started = process.hrtime.bigint();
     const startedAtMs = Date.now();
     let model = request.model;
@@ -353,13 +397,30 @@ export class Engine {
 
   private async inferResolved(request: InferenceRequest, target: InferTarget, chose: (model: string, version: string) => void): Promise<InferenceResponse> {
     if (this.closing !== undefined) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests');
-    const served = this.resolve(this.record(target.model), target.version);
+    let served = this.resolve(this.record(target.model), target.version);
     chose(target.model, served.version);
+    let tensors = request;
+    const job = this.handlerJobs.get(request);
+    if (job !== undefined) {
+      // A handler request: the chosen version's handler makes its tensors.
+      const handled = served.handler;
+      if (handled === undefined) throw new TesseraError('INVALID_REQUEST', `model '${target.model}' has no handler; send tensors to its inference endpoint`);
+      const prepared = await handled.handler.preprocess(job.raw, handled.info);
+      job.prepared = { handled, context: prepared.context };
+      tensors = {
+        ...request,
+        inputs: prepared.inputs,
+        ...(prepared.outputNames === undefined ? {} : { outputs: prepared.outputNames.map((output) => ({ name: output })) }),
+      };
+      if (this.closing !== undefined) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests');
+      // Preprocessing awaited: find the version again (it may have been reloaded or unloaded meanwhile).
+      served = this.resolve(this.record(target.model), served.version);
+    }
     const scheduler = served.readyScheduler();
     const started = process.hrtime.bigint();
     let validated;
     try {
-      validated = validateRequest(request, served.signature!, served.label);
+      validated = validateRequest(tensors, served.signature!, served.label);
     } catch (error) {
       served.stats.recordFailure(Number(process.hrtime.bigint() - started));
       throw error;
@@ -398,21 +459,24 @@ export class Engine {
 
   /**
    * Serve a raw request through the model's handler: preprocess into tensors, infer, then
-   * postprocess into a JSON-ready answer (TorchServe's handler flow).
+   * postprocess into a JSON-ready answer (TorchServe's handler flow). The request takes the same
+   * path as {@link infer}: without a version, routing (src/routing) chooses it (split, sticky
+   * key, override, alias, canary), and the handler of the chosen version does the pre- and
+   * postprocessing. `version` is the version that served it.
    */
   async predict(name: string, version: string | undefined, raw: HandlerRequest, caller: PredictCaller = {}): Promise<{ readonly version: string; readonly answer: unknown }> {
-    const served = this.resolve(this.record(name), version);
-    const handled = served.handler;
-    if (handled === undefined) throw new TesseraError('INVALID_REQUEST', `model '${name}' has no handler; send tensors to its inference endpoint`);
-    const prepared = await handled.handler.preprocess(raw, handled.info);
-    const response = await this.infer({
+    const request: InferenceRequest = {
       model: name,
-      version: served.version,
-      inputs: prepared.inputs,
-      ...(prepared.outputNames === undefined ? {} : { outputs: prepared.outputNames.map((output) => ({ name: output })) }),
-      ...caller,
-    });
-    const answer = await handled.handler.postprocess(response.outputs, handled.info, prepared.context);
+      ...(version === undefined || version === '' ? {} : { version }),
+      inputs: [],
+      ...callerFields(caller),
+    };
+    const job: HandlerJob = { raw };
+    this.handlerJobs.set(request, job);
+    const response = await this.run(request);
+    const prepared = job.prepared;
+    if (prepared === undefined) throw new TesseraError('INTERNAL', `model '${name}': the request was answered without being preprocessed`);
+    const answer = await prepared.handled.handler.postprocess(response.outputs, prepared.handled.info, prepared.context);
     return { version: response.version, answer };
   }
 
@@ -491,6 +555,10 @@ function publishEnd(
     request,
     response,
   }));
+}
+
+function copyHandlerRequest(raw: HandlerRequest): HandlerRequest {
+  return { ...raw, files: raw.files.map((file) => ({ ...file, data: Buffer.from(file.data) })), fields: { ...raw.fields } };
 }
 
 function readyVersions(record: ModelRecord): string[] {

@@ -29,6 +29,21 @@ export interface RoutingEngine {
   servingVersions(model: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined } | undefined;
   /** Pin the engine's default version (validates that it is READY). */
   setDefaultVersion(model: string, version: string | undefined): void;
+  /**
+   * Called before a request is dispatched when it will be replayed on another version (shadow,
+   * canary mirror): a function that takes each replay request the router builds, for requests
+   * whose inputs are more than their tensors (the engine's handler requests, whose tensors the
+   * serving version's handler makes); undefined when copies of the input tensors are enough.
+   */
+  prepareReplay?(request: InferenceRequest): ((replay: InferenceRequest) => void) | undefined;
+}
+
+/** What replays of a request are made of, taken before it is dispatched. */
+interface Replica {
+  /** Copies of the input tensors: once the request is scheduled its buffers may be moved to a worker. */
+  readonly inputs: InferenceRequest['inputs'];
+  /** The engine's hook for each replay request (see RoutingEngine.prepareReplay). */
+  readonly adopt: ((replay: InferenceRequest) => void) | undefined;
 }
 
 export interface RouterOptions {
@@ -499,7 +514,8 @@ export class Router implements EngineRouting {
     // Replays copy the inputs now: once the primary is scheduled its buffers may be moved to a worker.
     const shadow = this.planShadow(routes, version, decision.reason);
     const mirror = this.planMirror(routes, version);
-    const inputs = shadow !== undefined || mirror !== undefined ? copyInputs(request.inputs) : undefined;
+    const replica: Replica | undefined =
+      shadow !== undefined || mirror !== undefined ? { inputs: copyInputs(request.inputs), adopt: this.options.engine.prepareReplay?.(request) } : undefined;
 
     const routed: InferTarget = decision.version === target.version ? target : { model: target.model, version };
     const started = performance.now();
@@ -517,9 +533,11 @@ export class Router implements EngineRouting {
     const timeoutMs = routes.config.circuit_breaker?.timeout_ms;
     const slow = timeoutMs !== undefined && elapsed > timeoutMs;
     this.settle(routes, breaker, permit, version, elapsed, slow ? { kind: 'failure', reason: `took ${elapsed.toFixed(0)} ms, over timeout_ms ${timeoutMs}`, slow: true } : { kind: 'ok' });
-    if (inputs !== undefined) {
-      if (shadow !== undefined) this.replayShadow(next, routes, shadow, request, response, inputs);
-      if (mirror !== undefined) this.replayMirror(next, routes, mirror, request, response, version, inputs);
+    if (replica !== undefined) {
+      // Each replay owns its buffers: a dispatched replay's are moved to a worker thread.
+      const mirrorReplica = shadow !== undefined && mirror !== undefined ? { ...replica, inputs: copyInputs(replica.inputs) } : replica;
+      if (shadow !== undefined) this.replayShadow(next, routes, shadow, request, response, replica);
+      if (mirror !== undefined) this.replayMirror(next, routes, mirror, request, response, version, mirrorReplica);
     }
     return response;
   }
@@ -585,10 +603,10 @@ export class Router implements EngineRouting {
   }
 
   /** Run the request again on the shadow version, after the caller has its answer; compare. */
-  private replayShadow(next: InferDispatch, routes: ModelRoutes, lane: MirrorLane, request: InferenceRequest, response: InferenceResponse, inputs: InferenceRequest['inputs']): void {
+  private replayShadow(next: InferDispatch, routes: ModelRoutes, lane: MirrorLane, request: InferenceRequest, response: InferenceResponse, replica: Replica): void {
     const spec = routes.shadowSpec;
     const outputName = spec?.output;
-    this.replay(next, lane, replayRequest(request, routes.name, lane.target, inputs, spec?.timeout_ms ?? 10_000, 'shadow'), (shadowResponse) => {
+    this.replay(next, lane, replayRequest(request, routes.name, lane.target, replica, spec?.timeout_ms ?? 10_000, 'shadow'), (shadowResponse) => {
       const primary = pickOutput(response.outputs, outputName);
       const candidate = primary === undefined ? undefined : shadowResponse.outputs.find((output) => output.name === primary.name);
       const result = primary === undefined || candidate === undefined ? undefined : compareTensors(primary, candidate);
@@ -598,14 +616,14 @@ export class Router implements EngineRouting {
   }
 
   /** Run a canary's (or stable's) request on the other version; compare with the stable output as reference. */
-  private replayMirror(next: InferDispatch, routes: ModelRoutes, lane: MirrorLane, request: InferenceRequest, response: InferenceResponse, served: string, inputs: InferenceRequest['inputs']): void {
+  private replayMirror(next: InferDispatch, routes: ModelRoutes, lane: MirrorLane, request: InferenceRequest, response: InferenceResponse, served: string, replica: Replica): void {
     const canary = routes.canary;
     if (canary === undefined) return lane.cancel();
     const record = canary.record;
     this.replay(
       next,
       lane,
-      replayRequest(request, routes.name, lane.target, inputs, Math.max(1000, record.holdMs), 'mirror'),
+      replayRequest(request, routes.name, lane.target, replica, Math.max(1000, record.holdMs), 'mirror'),
       (mirrored, latencyMs) => {
         canary.observe(lane.target, latencyMs, false);
         const [reference, candidate] = served === record.version ? [mirrored, response] : [response, mirrored];
@@ -809,16 +827,18 @@ function overrideOf(request: InferenceRequest, config: RoutingConfig): string | 
   return undefined;
 }
 
-function replayRequest(request: InferenceRequest, model: string, version: string, inputs: InferenceRequest['inputs'], timeoutMs: number, protocol: string): InferenceRequest {
-  return {
+function replayRequest(request: InferenceRequest, model: string, version: string, replica: Replica, timeoutMs: number, protocol: string): InferenceRequest {
+  const replay: InferenceRequest = {
     model,
     version,
-    inputs,
+    inputs: replica.inputs,
     ...(request.outputs === undefined ? {} : { outputs: request.outputs }),
     ...(request.parameters === undefined ? {} : { parameters: request.parameters }),
     timeoutMs,
     protocol,
   };
+  replica.adopt?.(replay);
+  return replay;
 }
 
 function formatSplit(split: Split): string {

@@ -24,12 +24,12 @@ export const ACCEPTED =
 /** Classes listed per row for classifiers (TorchServe's default topk). */
 export const TOP_K = 5;
 
-/** Run the payloads through `model` and return the JSON text of the answer. */
+/** Run the payloads through `model`: the JSON text of the answer, and the version that served it (routing may choose it). */
 export async function predictTabular(
   engine: Engine,
   target: RequestTarget,
   payloads: readonly Payload[],
-): Promise<string> {
+): Promise<{ readonly version: string; readonly json: string }> {
   const values = payloads.map((payload) => jsonOfPayload(payload, ACCEPTED));
   const { model } = target;
   const metadata = engine.modelMetadata(model, target.version);
@@ -53,9 +53,9 @@ export async function predictTabular(
   const labels = engine.modelLabels(model);
   const only = response.outputs.length === 1 ? response.outputs[0] : undefined;
   if (labels !== undefined && only !== undefined && batch.stacked && only.shape.length === 2 && only.datatype !== 'BYTES') {
-    return labelMaps(only, labels);
+    return { version: response.version, json: labelMaps(only, labels) };
   }
-  return JSON.stringify(predictionsOf(outputRows(response.outputs, batch)));
+  return { version: response.version, json: JSON.stringify(predictionsOf(outputRows(response.outputs, batch))) };
 }
 
 /**

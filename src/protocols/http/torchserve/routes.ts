@@ -18,7 +18,9 @@ type Params = { model: string; version?: string };
  * TorchServe's inference API (pytorch/serve docs/inference_api.md): `POST|PUT
  * /predictions/{model}[/{version}]` with the raw body or a multipart upload (`curl -T file` sends
  * PUT, `curl -F data=@file` multipart), answered by the model's handler (image, tabular,
- * custom; see docs/handlers.md) or, for models without one, the default tabular/JSON handler. Errors
+ * custom; see docs/handlers.md) or, for models without one, the default tabular/JSON handler.
+ * Requests naming no version are routed as every front door's (split, sticky key, override
+ * header, canary, shadow: src/routing); `X-Model-Version` names the version that answered. Errors
  * are TorchServe's `{"code", "type", "message"}`. `GET /ping` is registered by
  * {@link registerPingRoute}, shared with SageMaker.
  */
@@ -42,11 +44,12 @@ export function registerTorchServeRoutes(app: FastifyInstance, options: TorchSer
             data: payload.bytes,
           }));
           const fields = Object.fromEntries(Object.entries(req.query as Record<string, unknown>).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
-          const { answer } = await engine.predict(model, version, { files, fields }, caller);
-          return reply.code(200).type('application/json').send(handlerAnswerJson(answer));
+          const { version: served, answer } = await engine.predict(model, version, { files, fields }, caller);
+          return reply.code(200).header('x-model-version', served).type('application/json').send(handlerAnswerJson(answer));
         }
         const answer = await predictTabular(engine, { model, ...(version === undefined ? {} : { version }), ...caller }, payloads);
-        return sendJson(reply, 200, answer);
+        reply.header('x-model-version', answer.version);
+        return sendJson(reply, 200, answer.json);
       }),
     });
   }
