@@ -136,9 +136,7 @@ describe('dynamic batching over HTTP', () => {
     assert.deepEqual(finished.slice(0, 2).sort(), [8, 9], `completion order ${finished.join(',')}`);
   });
 
-  // Skipped, visibly: in CI the first session.run after warm-up measured 40.5 ms against a 12.4 ms
-  // median (issue 3 stays open on it). Locally it passes; the cause is not yet understood.
-  test('after warm-up, the first request runs within 2x the median time of the ones after it', { skip: 'first run after warm-up is slower in CI (40.5 vs 12.4 ms); under investigation, see issue 3' }, async (t) => {
+  test('after warm-up, the first request runs within 2x the median time of the ones after it', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
     await writeModel(repo, 'resnet', 1, resnet18Model(), {
