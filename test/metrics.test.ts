@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { test } from 'node:test';
+import { channels, publish } from '../src/core/events.js';
+import { MetricsExporter } from '../src/observability/metrics.js';
 import { makeTempRepository, mlpModel, writeModel } from './support/fixtures.js';
 import { postJson, startTestServer } from './support/server.js';
 
@@ -85,4 +87,39 @@ test('metrics can share the HTTP port, and can be turned off', async (t) => {
   const off = await startTestServer(t, repo, { metrics: false });
   assert.equal(off.metricsPort, undefined);
   assert.equal((await fetch(`${off.httpUrl}/metrics`)).status, 404);
+});
+
+test('the exporter counts per-request series itself and renders prom-client histograms at scrape', async () => {
+  const exporter = new MetricsExporter({ describeModels: () => [] }, { processMetrics: false, latencyBuckets: [0.001, 0.01] });
+  try {
+    const request = { model: 'm', inputs: [] };
+    const end = (model: string, outcome: 'success' | 'MODEL_NOT_FOUND', durationSeconds: number): void =>
+      publish(channels.requestEnd, () => ({ startedAtMs: 0, model, version: outcome === 'success' ? '1' : undefined, protocol: 'v2-http', outcome, durationSeconds, request, response: undefined }));
+    end('m', 'success', 0.0005);
+    end('m', 'success', 0.005);
+    end('m', 'success', 5); // above the last bound: only in +Inf
+    end('m', 'success', Number.NaN); // counted as a request, not observed (prom-client would throw)
+    end('caller-chosen', 'MODEL_NOT_FOUND', 0.0001);
+    publish(channels.batchExecuted, () => ({ model: 'm', version: '1', rows: 3, requests: 3, ok: true, computeSeconds: 0.001 }));
+    publish(channels.batchExecuted, () => ({ model: 'm', version: '1', rows: 2, requests: 2, ok: false, computeSeconds: 0.001 }));
+    const all = samples(await exporter.render());
+    const find = (name: string, labels: Record<string, string>): number | undefined =>
+      all.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)?.value;
+    const series = { model: 'm', version: '1', protocol: 'v2-http' };
+    assert.equal(find('tessera_requests_total', { ...series, outcome: 'success' }), 4);
+    assert.equal(find('tessera_requests_total', { model: '_unknown', version: '', protocol: 'v2-http', outcome: 'MODEL_NOT_FOUND' }), 1);
+    assert.ok(!all.some((s) => s.labels['model'] === 'caller-chosen'));
+    assert.equal(find('tessera_request_duration_seconds_bucket', { ...series, le: '0.001' }), 1);
+    assert.equal(find('tessera_request_duration_seconds_bucket', { ...series, le: '0.01' }), 2);
+    assert.equal(find('tessera_request_duration_seconds_bucket', { ...series, le: '+Inf' }), 3);
+    assert.equal(find('tessera_request_duration_seconds_count', series), 3);
+    assert.equal(find('tessera_request_duration_seconds_sum', series), 5.0055);
+    assert.equal(find('tessera_executions_total', { model: 'm', version: '1' }), 2);
+    assert.equal(find('tessera_inferences_total', { model: 'm', version: '1' }), 3);
+    assert.equal(find('tessera_batch_size_count', { model: 'm', version: '1' }), 1);
+    // No request was scheduled: no queue or compute series.
+    assert.ok(!all.some((s) => s.name.startsWith('tessera_queue_duration_seconds') || s.name.startsWith('tessera_compute_duration_seconds')));
+  } finally {
+    exporter.close();
+  }
 });
