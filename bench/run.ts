@@ -5,7 +5,9 @@
  *                    with spinning), session.run back to back at several batch sizes
  *   hot path         main-thread decode/encode cost per request, worker round trip
  *   server cells     Tessera (dynamic batching / none) and the tutorial baseline, each in its
- *                    own child process, driven closed-loop at concurrencies 1, 8, 32, 64
+ *                    own child process, driven closed-loop at concurrencies 1, 8, 16, 32, 64,
+ *                    for the MLP, ResNet and the two example models (OCR, Iris)
+ *   protocols        bench/protocols.ts: V2 JSON vs V2 binary vs V2 gRPC at concurrency 16
  *   overload         bench/overload.ts: 4x capacity against a small queue
  *   ratios           the product targets, computed from the figures above
  *
@@ -13,9 +15,9 @@
  * `--explore` runs the server-defaults exploration instead (bench/explore.ts -> EXPLORE.md).
  * See bench/README.md.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sessionSettings } from '../src/backends/onnx/settings.js';
 import { exploreTable, runExplore } from './explore.js';
@@ -28,8 +30,9 @@ import { measureMicro, type MicroResult } from './lib/micro.js';
 import { MODEL_KEYS, prepareModels, REPO_ROOT, serverModelConfig, type BenchModel, type BenchModelConfig, type ModelFiles, type ModelKey } from './lib/models.js';
 import { binaryRequestBodies, requestBodies } from './lib/payloads.js';
 import { fmt, mb, ms, rate } from './lib/stats.js';
-import { renderConsole, renderMarkdown, type Table } from './lib/table.js';
+import { ratioTable, renderConsole, renderMarkdown, type Ratio, type Table } from './lib/table.js';
 import { describeOverload, OVERLOAD, runOverload, type OverloadResult } from './overload.js';
+import { describeProtocols, PROTOCOLS, protocolRatios, protocolsRawTable, protocolsTable, runProtocols, type ProtocolsResult } from './protocols.js';
 
 const BENCH_DIR = join(REPO_ROOT, 'bench');
 
@@ -38,13 +41,22 @@ const BENCH_DIR = join(REPO_ROOT, 'bench');
  * also runs with delay 0 (tessera-batch-d0) in the same run: see EXPLORE.md and README.md.
  */
 const DEFAULT_DELAY_US = 500;
-const DEFAULT_CONCURRENCY = [1, 8, 32, 64];
+const DEFAULT_CONCURRENCY = [1, 8, 16, 32, 64];
+
+/**
+ * The cells the ratios read, per model: full-length windows. The other cells of the matrix
+ * get shorter ones (see timingFor), to keep a full run near 15 minutes on 2 cores.
+ */
+const KEY_CONCURRENCY: Readonly<Record<ModelKey, readonly number[]>> = { mlp: [1, 64], resnet: [32], ocr: [1, 16], iris: [1, 16] };
+
+/** The example models (issue 2's ratios at concurrency 1 and 16). */
+const EXAMPLE_MODELS: readonly ModelKey[] = ['iris', 'ocr'];
 
 const USAGE = `usage: npm run bench -- [options]
 
-  --only LIST      run only these parts: mlp, resnet, ocr (models), overload
-  --skip LIST      skip parts: raw, micro, tutorial, nobatch, d0 (MLP with delay 0),
-                   binary (ResNet/OCR binary-body cells), overload
+  --only LIST      run only these parts: mlp, resnet, ocr, iris (models), protocols, overload
+  --skip LIST      skip parts: raw, micro, tutorial, nobatch, d0 (MLP and Iris with delay 0),
+                   binary (ResNet/OCR binary-body cells), protocols, overload
   --quick          short cells (1 s warm-up, 3 s window; overload 10 s) for iterating
   --conc LIST      concurrencies (default ${DEFAULT_CONCURRENCY.join(',')})
   --delay US       max_queue_delay_microseconds of the batching server (default ${DEFAULT_DELAY_US})
@@ -52,13 +64,16 @@ const USAGE = `usage: npm run bench -- [options]
   --tsx            run the servers from TypeScript through tsx instead of compiling them
   --write          write bench/RESULTS.md even for a partial or quick run
   --no-write       do not write bench/RESULTS.md
+  --out DIR        write RESULTS.md and results.json (EXPLORE.md) into DIR instead of bench/ (implies --write)
   --help`;
 
-type Part = ModelKey | 'overload';
-type Skip = 'raw' | 'micro' | 'tutorial' | 'nobatch' | 'd0' | 'binary' | 'overload';
+type Part = ModelKey | 'protocols' | 'overload';
+type Skip = 'raw' | 'micro' | 'tutorial' | 'nobatch' | 'd0' | 'binary' | 'protocols' | 'overload';
 
 interface Flags {
   readonly parts: ReadonlySet<Part>;
+  /** The parts were chosen with --only. */
+  readonly only: boolean;
   readonly skip: ReadonlySet<Skip>;
   readonly quick: boolean;
   readonly explore: boolean;
@@ -66,6 +81,8 @@ interface Flags {
   readonly concurrencies: readonly number[];
   readonly delayUs: number;
   readonly write: boolean;
+  /** Where RESULTS.md and results.json go. */
+  readonly outDir: string;
   readonly full: boolean;
 }
 
@@ -91,13 +108,14 @@ function parseFlags(argv: readonly string[]): Flags | undefined {
       tsx: { type: 'boolean', default: false },
       write: { type: 'boolean', default: false },
       'no-write': { type: 'boolean', default: false },
+      out: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
   });
   if (values.help === true) return undefined;
-  const only = parseList<Part>(values.only, [...MODEL_KEYS, 'overload'], '--only');
-  const skip = parseList<Skip>(values.skip, ['raw', 'micro', 'tutorial', 'nobatch', 'd0', 'binary', 'overload'], '--skip') ?? [];
+  const only = parseList<Part>(values.only, [...MODEL_KEYS, 'protocols', 'overload'], '--only');
+  const skip = parseList<Skip>(values.skip, ['raw', 'micro', 'tutorial', 'nobatch', 'd0', 'binary', 'protocols', 'overload'], '--skip') ?? [];
   const concurrencies = values.conc === undefined ? DEFAULT_CONCURRENCY : values.conc.split(',').map(Number);
   if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 512)) throw new Error('--conc: integers from 1 to 512');
   const delayUs = values.delay === undefined ? DEFAULT_DELAY_US : Number(values.delay);
@@ -105,14 +123,16 @@ function parseFlags(argv: readonly string[]): Flags | undefined {
   const quick = values.quick === true;
   const full = only === undefined && skip.length === 0 && !quick && values.conc === undefined && values.delay === undefined && values.tsx !== true;
   return {
-    parts: new Set(only ?? [...MODEL_KEYS, 'overload']),
+    parts: new Set(only ?? [...MODEL_KEYS, 'protocols', 'overload']),
+    only: only !== undefined,
     skip: new Set(skip),
     quick,
     explore: values.explore === true,
     tsx: values.tsx === true,
     concurrencies,
     delayUs,
-    write: values['no-write'] === true ? false : values.write === true || (full && values.explore !== true),
+    write: values['no-write'] === true ? false : values.out !== undefined || values.write === true || (full && values.explore !== true),
+    outDir: values.out === undefined ? BENCH_DIR : resolve(values.out),
     full,
   };
 }
@@ -120,11 +140,16 @@ function parseFlags(argv: readonly string[]): Flags | undefined {
 /** Cells re-run because other processes loaded the machine meanwhile: at most this many per run. */
 const RETRIES = { remaining: 5 };
 
-function timingFor(model: BenchModel, quick: boolean): Timing {
+/**
+ * Cell timing: the cells a ratio reads (KEY_CONCURRENCY) get 2 s warm-up + 6 s window
+ * (ResNet 3 s + 8 s); the others 1 s + 4 s (ResNet 2 s + 5 s); --quick 1 s + 3 s for all.
+ */
+function timingFor(model: BenchModel, quick: boolean, concurrency: number): Timing {
   const slow = model.key === 'resnet';
+  const key = KEY_CONCURRENCY[model.key].includes(concurrency);
   return {
-    warmupMs: quick ? 1_000 : slow ? 3_000 : 2_000,
-    durationMs: quick ? 3_000 : slow ? 8_000 : 6_000,
+    warmupMs: quick ? 1_000 : slow ? (key ? 3_000 : 2_000) : key ? 2_000 : 1_000,
+    durationMs: quick ? 3_000 : slow ? (key ? 8_000 : 5_000) : key ? 6_000 : 4_000,
     quietThresholdPct: 15,
     quietMaxWaitMs: 3_000,
     retryForeignPct: 30,
@@ -232,7 +257,7 @@ async function runServerCells(files: ModelFiles, model: BenchModel, variants: re
           hasStats: variant.config !== undefined,
           bodies,
           concurrency,
-          timing: timingFor(model, flags.quick),
+          timing: timingFor(model, flags.quick, concurrency),
         });
         cells.push(cell);
         logCell(cell);
@@ -250,7 +275,7 @@ async function runServerCells(files: ModelFiles, model: BenchModel, variants: re
           bodies: binary.bodies,
           headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(binary.headerLength) },
           concurrency,
-          timing: timingFor(model, flags.quick),
+          timing: timingFor(model, flags.quick, concurrency),
         });
         cells.push(cell);
         logCell(cell, ` (binary body, ${binary.bodies[0]!.length} bytes)`);
@@ -340,19 +365,48 @@ function microTable(micro: readonly MicroResult[], raw: readonly RawFigures[]): 
 // ---------------------------------------------------------------------------------------------
 // Ratios
 
-interface Ratio {
-  readonly name: string;
-  readonly value: string;
-  readonly target: string;
-  readonly met: boolean | undefined;
-  readonly detail: string;
-}
-
 function findCell(cells: readonly CellResult[], model: ModelKey, server: string, concurrency: number): CellResult | undefined {
   return cells.find((c) => c.model === model && c.server === server && c.concurrency === concurrency);
 }
 
-function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[], overload: OverloadResult | undefined): Ratio[] {
+/**
+ * Issue 2's figures for the example models: server req/s and latency at concurrency 1 and 16,
+ * against raw onnxruntime and the tutorial server (reference lines: the issue sets no target).
+ * Raw at c1 is the batch-1 run (a lone client never batches); at c16 the best raw batch size
+ * a closed loop of 16 single-item requests can form (<= 16).
+ */
+function exampleRatios(cells: readonly CellResult[], raw: readonly RawFigures[]): Ratio[] {
+  const ratios: Ratio[] = [];
+  const titles: Readonly<Record<string, string>> = { iris: 'Iris', ocr: 'OCR' };
+  for (const key of EXAMPLE_MODELS) {
+    const rawFigures = raw.find((r) => r.model === key && !r.spinning);
+    for (const concurrency of [1, 16]) {
+      const server = findCell(cells, key, 'tessera-batch', concurrency);
+      if (server === undefined) continue;
+      const tutorial = findCell(cells, key, 'tutorial', concurrency);
+      const usable = rawFigures?.results.filter((r) => r.batchSize <= concurrency) ?? [];
+      const rawBest = usable.length === 0 ? undefined : usable.reduce((a, b) => (b.itemsPerSecond > a.itemsPerSecond ? b : a));
+      const vsRaw = rawBest === undefined ? Number.NaN : server.itemsPerSecond / rawBest.itemsPerSecond;
+      // The Iris model runs in microseconds: its server / raw ratio is far below 0.01.
+      const small = (value: number): string => (value > 0 && value < 0.01 ? value.toPrecision(2) : fmt(value, 2));
+      const vsTutorial = tutorial === undefined ? Number.NaN : server.requestsPerSecond / tutorial.requestsPerSecond;
+      ratios.push({
+        name: `${titles[key] ?? key} c${concurrency} (tessera-batch): req/s, p50 / p99; server / raw, server / tutorial`,
+        value: `${rate(server.requestsPerSecond)} req/s, ${ms(server.latency.p50)} / ${ms(server.latency.p99)} ms; ${small(vsRaw)}x raw, ${fmt(vsTutorial, 2)}x tutorial`,
+        target: '(reference)',
+        met: undefined,
+        detail:
+          `server ${rate(server.requestsPerSecond)} req/s p50 ${ms(server.latency.p50)} / p99 ${ms(server.latency.p99)} ms (mean batch ${fmt(server.batch?.meanBatch ?? Number.NaN)}, errors ${statusText(server)}); ` +
+          (rawBest === undefined ? 'no raw figure' : `raw ${rate(rawBest.itemsPerSecond)} items/s at batch ${rawBest.batchSize} (server default options${concurrency > 1 ? `, best of batch sizes <= ${concurrency}` : ''})`) +
+          '; ' +
+          (tutorial === undefined ? 'no tutorial cell' : `tutorial ${rate(tutorial.requestsPerSecond)} req/s p50 ${ms(tutorial.latency.p50)} / p99 ${ms(tutorial.latency.p99)} ms`),
+      });
+    }
+  }
+  return ratios;
+}
+
+function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[], overload: OverloadResult | undefined, protocols: ProtocolsResult | undefined): Ratio[] {
   const ratios: Ratio[] = [];
   const resnetRaw = raw.find((r) => r.model === 'resnet' && !r.spinning);
   const resnetRawSpin = raw.find((r) => r.model === 'resnet' && r.spinning);
@@ -410,6 +464,8 @@ function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[],
       detail: `tutorial p50 ${fmt(tut1.latency.p50, 3)} ms`,
     });
   }
+  ratios.push(...exampleRatios(cells, raw));
+  if (protocols !== undefined) ratios.push(...protocolRatios(protocols));
   if (overload !== undefined) {
     ratios.push({
       name: 'Overload (4x capacity): p99 latency of 503 answers',
@@ -439,13 +495,6 @@ function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[],
   return ratios;
 }
 
-function ratioTable(ratios: readonly Ratio[]): Table {
-  return {
-    headers: ['ratio', 'value', 'target', 'met'],
-    rows: ratios.map((r) => [r.name, r.value, r.target, r.met === undefined ? '-' : r.met ? 'yes' : 'NO']),
-  };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -457,6 +506,7 @@ interface Report {
   readonly raw: readonly RawFigures[];
   readonly micro: readonly MicroResult[];
   readonly cells: readonly CellResult[];
+  readonly protocols: ProtocolsResult | undefined;
   readonly overload: OverloadResult | undefined;
   readonly ratios: readonly Ratio[];
   readonly configs: Readonly<Record<string, BenchModelConfig>>;
@@ -475,7 +525,8 @@ function foreignNote(cells: readonly CellResult[]): string {
 /** One line on how busy the machine was with other work during the run. */
 function loadLine(report: Report): string {
   const avg = (values: readonly number[]): string => values.map((v) => v.toFixed(2)).join(' ');
-  return `${foreignNote(report.cells)} Load average ${avg(report.loadAverage.start)} at the start, ${avg(report.loadAverage.end)} at the end.`;
+  const cells = [...report.cells, ...(report.protocols?.cells.map((p) => p.cell) ?? [])];
+  return `${foreignNote(cells)} Load average ${avg(report.loadAverage.start)} at the start, ${avg(report.loadAverage.end)} at the end.`;
 }
 
 /** Derived figures that say where the time goes, for the cells the ratios use. */
@@ -484,7 +535,10 @@ function diagnostics(report: Report): string[] {
   for (const cell of report.cells) {
     const key = `${cell.model}/${cell.server}/c${cell.concurrency}`;
     const interesting =
-      (cell.model === 'resnet' && cell.concurrency === 32) || (cell.model === 'mlp' && (cell.concurrency === 64 || cell.concurrency === 1)) || (cell.model === 'ocr' && cell.concurrency === 32);
+      (cell.model === 'resnet' && cell.concurrency === 32) ||
+      (cell.model === 'mlp' && (cell.concurrency === 64 || cell.concurrency === 1)) ||
+      (cell.model === 'ocr' && (cell.concurrency === 16 || cell.concurrency === 32)) ||
+      (cell.model === 'iris' && cell.concurrency === 16);
     if (!interesting) continue;
     const micro = report.micro.find((m) => m.model === cell.model);
     const decodeShare = micro === undefined || cell.server.endsWith('-binary') ? Number.NaN : (micro.decodeUs * cell.requestsPerSecond) / 1e4;
@@ -581,6 +635,19 @@ function markdown(report: Report): string {
       '',
     );
   }
+  if (report.protocols !== undefined) {
+    sections.push(
+      `## Protocols: V2 JSON, V2 binary, V2 gRPC at concurrency ${report.protocols.concurrency}`,
+      '',
+      ...describeProtocols(report.protocols).map((line) => `- ${line}`),
+      '',
+      renderMarkdown(protocolsTable(report.protocols)),
+      '',
+    );
+    if (report.protocols.raw.length > 0) {
+      sections.push('Raw onnxruntime-node for the denominator (`*`: best), run just before the cells:', '', renderMarkdown(protocolsRawTable(report.protocols)), '');
+    }
+  }
   if (report.overload !== undefined) {
     sections.push(
       '## Overload',
@@ -618,12 +685,13 @@ async function main(): Promise<void> {
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   log(`tessera bench: ${info.cpuModel}, ${info.cores} cores, node ${info.node}, onnxruntime-node ${info.onnxruntime}`);
   const modelKeys = MODEL_KEYS.filter((key) => flags.parts.has(key));
+  const runProtocolsPart = flags.parts.has('protocols') && !flags.skip.has('protocols') && !flags.explore;
   if (!flags.tsx) {
     const t0 = performance.now();
     useCompiledServers(await buildServerScripts());
     log(`compiled the server into bench/.build in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  const files = await prepareModels(modelKeys);
+  const files = await prepareModels([...new Set<ModelKey>([...modelKeys, ...(runProtocolsPart ? PROTOCOLS.models : [])])]);
   try {
     const models = modelKeys.map((key) => files.models[key]);
     if (flags.explore) {
@@ -637,7 +705,9 @@ async function main(): Promise<void> {
         retries: RETRIES,
       };
       log('explore: one setting changed at a time from the base configuration');
-      const rows = await runExplore(files, models, timing, flags.delayUs, log);
+      // The Iris model behaves as the MLP (tiny, overhead-bound): not explored unless asked for.
+      const explored = flags.only ? models : models.filter((model) => model.key !== 'iris');
+      const rows = await runExplore(files, explored, timing, flags.delayUs, log);
       const table = exploreTable(rows);
       log('');
       log(renderConsole(table));
@@ -654,8 +724,9 @@ async function main(): Promise<void> {
         '',
       ].join('\n');
       if (!flags.quick || flags.write) {
-        await writeFile(join(BENCH_DIR, 'EXPLORE.md'), text);
-        log(`wrote ${join(BENCH_DIR, 'EXPLORE.md')}`);
+        await mkdir(flags.outDir, { recursive: true });
+        await writeFile(join(flags.outDir, 'EXPLORE.md'), text);
+        log(`wrote ${join(flags.outDir, 'EXPLORE.md')}`);
       }
       return;
     }
@@ -680,17 +751,23 @@ async function main(): Promise<void> {
       log(`server cells: ${model.title}`);
       // Large-input models also get a binary-body cell on the same server: how much of the
       // JSON cell's cost is JSON (not in the brief's matrix; reported beside it).
-      const binaryConcurrencies = model.key !== 'mlp' && !flags.skip.has('binary') ? [32] : undefined;
+      const large = model.key === 'resnet' || model.key === 'ocr';
+      const binaryConcurrencies = large && !flags.skip.has('binary') ? [32] : undefined;
       const variants: ServerVariant[] = [
         { label: 'tessera-batch', config: serverModelConfig(model, true, flags.delayUs), ...(binaryConcurrencies === undefined ? {} : { binaryConcurrencies }) },
       ];
-      if (model.key === 'mlp' && flags.delayUs !== 0 && !flags.skip.has('d0')) {
+      if (!large && flags.delayUs !== 0 && !flags.skip.has('d0')) {
         variants.push({ label: 'tessera-batch-d0', config: serverModelConfig(model, true, 0) });
       }
       if (!flags.skip.has('nobatch')) variants.push({ label: 'tessera-nobatch', config: serverModelConfig(model, false, 0) });
       if (!flags.skip.has('tutorial')) variants.push({ label: 'tutorial' });
       for (const variant of variants) if (variant.config !== undefined) configs[`${model.key} ${variant.label}`] = variant.config;
       cells.push(...(await runServerCells(files, model, variants, flags)));
+    }
+    let protocols: ProtocolsResult | undefined;
+    if (runProtocolsPart) {
+      log(`protocols: V2 JSON, V2 binary, V2 gRPC at concurrency ${PROTOCOLS.concurrency}`);
+      protocols = await runProtocols(files, { quick: flags.quick, log, delayUs: flags.delayUs, retries: RETRIES });
     }
     let overload: OverloadResult | undefined;
     if (flags.parts.has('overload') && !flags.skip.has('overload')) {
@@ -699,7 +776,7 @@ async function main(): Promise<void> {
       for (const line of describeOverload(overload)) log(`  ${line}`);
     }
 
-    const ratios = computeRatios(cells, raw, overload);
+    const ratios = computeRatios(cells, raw, overload, protocols);
     const report: Report = {
       info,
       command,
@@ -708,6 +785,7 @@ async function main(): Promise<void> {
       raw,
       micro,
       cells,
+      protocols,
       overload,
       ratios,
       configs,
@@ -717,21 +795,26 @@ async function main(): Promise<void> {
     if (raw.length > 0) log(`${renderConsole(rawTable(raw))}\n`);
     if (micro.length > 0) log(`${renderConsole(microTable(micro, raw))}\n`);
     if (cells.length > 0) log(`${renderConsole(cellsTable(cells))}\n`);
+    if (protocols !== undefined) {
+      if (protocols.raw.length > 0) log(`${renderConsole(protocolsRawTable(protocols))}\n`);
+      log(`${renderConsole(protocolsTable(protocols))}\n`);
+    }
     if (overload !== undefined) log(`${describeOverload(overload).join('\n')}\n`);
     log('RATIOS');
     log(renderConsole(ratioTable(ratios)));
     for (const ratio of ratios) log(`  ${ratio.name}: ${ratio.detail}`);
-    if (cells.length > 0) log(loadLine(report));
+    if (cells.length > 0 || protocols !== undefined) log(loadLine(report));
     log(`\ntotal ${(report.elapsedSeconds / 60).toFixed(1)} min`);
     if (flags.write) {
-      await writeFile(join(BENCH_DIR, 'RESULTS.md'), markdown(report));
+      await mkdir(flags.outDir, { recursive: true });
+      await writeFile(join(flags.outDir, 'RESULTS.md'), markdown(report));
       await writeFile(
-        join(BENCH_DIR, 'results.json'),
+        join(flags.outDir, 'results.json'),
         JSON.stringify({ ...report, flags: { ...flags, parts: [...flags.parts], skip: [...flags.skip] } }, (_key, value: unknown) =>
           typeof value === 'number' && !Number.isFinite(value) ? null : value,
         2),
       );
-      log(`wrote ${join(BENCH_DIR, 'RESULTS.md')} and results.json`);
+      log(`wrote ${join(flags.outDir, 'RESULTS.md')} and results.json`);
     } else {
       log('(partial or quick run: bench/RESULTS.md not written; pass --write to write it)');
     }

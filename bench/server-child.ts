@@ -1,7 +1,7 @@
 /**
  * The server under test, in its own process: startServer() on 127.0.0.1 and an ephemeral
- * port with the repository and configuration the parent gives (argv[2], JSON), the port
- * reported over IPC. Stops (gracefully) on {kind:'stop'} or when the parent goes away.
+ * port with the repository and configuration the parent gives (argv[2], JSON), the HTTP and
+ * gRPC ports reported over IPC. Stops (gracefully) on {kind:'stop'} or when the parent goes away.
  *
  * The log level defaults to the server's own default (info) with stdout sent to /dev/null by
  * the parent, so per-request logging costs are measured as a deployment would pay them.
@@ -43,7 +43,12 @@ try {
     await toParent({ kind: 'failed', message: `the server started but is not ready: ${reasons}` });
     await stop(1);
   } else {
-    await toParent({ kind: 'ready', port: server.httpPort, startMs: performance.now() - started });
+    await toParent({
+      kind: 'ready',
+      port: server.httpPort,
+      ...(server.grpcPort === undefined ? {} : { grpcPort: server.grpcPort }),
+      startMs: performance.now() - started,
+    });
   }
 } catch (error) {
   await toParent({ kind: 'failed', message: error instanceof Error ? error.message : String(error) });

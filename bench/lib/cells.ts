@@ -8,7 +8,7 @@
 import { request } from 'undici';
 import type { ModelStatisticsEntry } from '../../src/engine/engine.js';
 import type { ServerProcess } from './children.js';
-import { closedLoop, type ClosedLoopResult } from './loadgen.js';
+import { closedLoop, type ClosedLoopResult, type ClosedLoopTiming } from './loadgen.js';
 import { foreignPct, sampleLoad, waitForQuiet, type LoadSample } from './machine.js';
 import type { BenchModel } from './models.js';
 import { cpuBetween, readRssBytes, sampleCpu, type CpuSample, type CpuUse } from './proc.js';
@@ -147,6 +147,11 @@ export interface CellOptions {
   readonly requestTimeoutMs?: number;
   /** Rows per request (items/s = requests/s x rows). */
   readonly rows?: number;
+  /**
+   * Drive the server some other way than V2 HTTP POSTs of `bodies` (e.g. gRPC, grpc-loadgen.ts):
+   * a closed loop with the cell's concurrency, timing and window hooks.
+   */
+  readonly drive?: (loop: ClosedLoopTiming) => Promise<ClosedLoopResult>;
 }
 
 async function runOnce(options: CellOptions, quietWaitMs: number, attempts: number): Promise<CellResult> {
@@ -163,28 +168,34 @@ async function runOnce(options: CellOptions, quietWaitMs: number, attempts: numb
     rssMax = Math.max(rssMax, readRssBytes(server.pid) || 0);
   }, 1_000);
   let loop: ClosedLoopResult;
+  const loopTiming: ClosedLoopTiming = {
+    concurrency: options.concurrency,
+    warmupMs: timing.warmupMs,
+    durationMs: timing.durationMs,
+    maxRequests: 5_000_000,
+    requestTimeoutMs: options.requestTimeoutMs ?? 60_000,
+    onWindowStart: async () => {
+      cpuBefore = sampleCpu(server.pid);
+      loadBefore = sampleLoad([server.pid]);
+      if (statsModel !== undefined) statsBefore = await fetchStats(server.origin, statsModel);
+    },
+    onWindowEnd: async () => {
+      cpuAfter = sampleCpu(server.pid);
+      loadAfter = sampleLoad([server.pid]);
+      if (statsModel !== undefined) statsAfter = await fetchStats(server.origin, statsModel);
+    },
+  };
   try {
-    loop = await closedLoop({
-      origin: server.origin,
-      path: `/v2/models/${model.name}/infer`,
-      bodies: options.bodies,
-      ...(options.headers === undefined ? {} : { headers: options.headers }),
-      concurrency: options.concurrency,
-      warmupMs: timing.warmupMs,
-      durationMs: timing.durationMs,
-      maxRequests: 5_000_000,
-      requestTimeoutMs: options.requestTimeoutMs ?? 60_000,
-      onWindowStart: async () => {
-        cpuBefore = sampleCpu(server.pid);
-        loadBefore = sampleLoad([server.pid]);
-        if (statsModel !== undefined) statsBefore = await fetchStats(server.origin, statsModel);
-      },
-      onWindowEnd: async () => {
-        cpuAfter = sampleCpu(server.pid);
-        loadAfter = sampleLoad([server.pid]);
-        if (statsModel !== undefined) statsAfter = await fetchStats(server.origin, statsModel);
-      },
-    });
+    loop =
+      options.drive !== undefined
+        ? await options.drive(loopTiming)
+        : await closedLoop({
+            ...loopTiming,
+            origin: server.origin,
+            path: `/v2/models/${model.name}/infer`,
+            bodies: options.bodies,
+            ...(options.headers === undefined ? {} : { headers: options.headers }),
+          });
   } finally {
     clearInterval(rssTimer);
   }

@@ -13,7 +13,10 @@ const BENCH_DIR = join(REPO_ROOT, 'bench');
 
 export interface ServerProcess {
   readonly pid: number;
+  /** HTTP port. */
   readonly port: number;
+  /** gRPC port (Tessera server children; undefined for the tutorial baseline). */
+  readonly grpcPort: number | undefined;
   readonly origin: string;
   /** Milliseconds from process start-up code to listening (model loads and warm-up included). */
   readonly startMs: number;
@@ -109,6 +112,7 @@ export async function startServerProcess(script: 'server-child.ts' | 'baseline-s
   return {
     pid: child.pid!,
     port,
+    grpcPort: message.grpcPort,
     origin: `http://127.0.0.1:${port}`,
     startMs: message.startMs,
     stderrTail,

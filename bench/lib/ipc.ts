@@ -48,7 +48,14 @@ export interface RawBatchResult {
 }
 
 export type ChildMessage =
-  | { readonly kind: 'ready'; readonly port: number; readonly startMs: number }
+  | {
+      readonly kind: 'ready';
+      /** HTTP port. */
+      readonly port: number;
+      /** gRPC port of the Tessera server child (absent for the tutorial baseline, or when gRPC is off). */
+      readonly grpcPort?: number;
+      readonly startMs: number;
+    }
   | { readonly kind: 'failed'; readonly message: string }
   | { readonly kind: 'raw-result'; readonly results: readonly RawBatchResult[] };
 

@@ -10,6 +10,9 @@
  *
  * Open loop ({@link openLoop}): requests at a fixed arrival rate whatever the answers, for the
  * overload cell, with a bound on requests in flight.
+ *
+ * The closed loop's workers and window ({@link runClosedLoop}) do not depend on HTTP: the gRPC
+ * generator (grpc-loadgen.ts) runs the same loop over a grpc-js channel.
  */
 import { Pool } from 'undici';
 import { summarize, type LatencySummary } from './stats.js';
@@ -61,6 +64,37 @@ function errorStatus(error: unknown): string {
 
 const sleep = (msDelay: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, msDelay));
 
+/** What one request of a closed loop came back with. */
+export interface SendOutcome {
+  /** "200", "503", "OK" (gRPC), ...: counted by status. */
+  readonly status: string;
+  /** Counted as answered (throughput, latency). */
+  readonly ok: boolean;
+}
+
+/** A closed loop's timing and bounds, whatever carries the requests. */
+export interface ClosedLoopTiming {
+  readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  /** Hard bound on requests issued (warm-up included). */
+  readonly maxRequests: number;
+  readonly requestTimeoutMs: number;
+  readonly onWindowStart?: () => Promise<void>;
+  readonly onWindowEnd?: () => Promise<void>;
+}
+
+/** The transport of a closed loop: HTTP through undici here, gRPC in grpc-loadgen.ts. */
+export interface ClosedLoopTransport<B> {
+  readonly bodies: readonly B[];
+  /** Bytes of one request (for the report). */
+  readonly bodyBytes: number;
+  /** Send one request and wait for its whole answer; a rejection counts as `ERR <code>`. */
+  send(body: B): Promise<SendOutcome>;
+  connectionsOpened(): number;
+  close(): Promise<void>;
+}
+
 export async function closedLoop(options: ClosedLoopOptions): Promise<ClosedLoopResult> {
   const pool = new Pool(options.origin, {
     connections: options.concurrency,
@@ -72,6 +106,26 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<ClosedLoop
   let connectionsOpened = 0;
   pool.on('connect', () => connectionsOpened++);
   const headers = { ...HEADERS, ...options.headers };
+  const path = options.path;
+  return runClosedLoop(options, {
+    bodies: options.bodies,
+    bodyBytes: options.bodies[0]?.length ?? 0,
+    async send(body) {
+      const response = await pool.request({ path, method: 'POST', headers, body });
+      await response.body.arrayBuffer();
+      const status = String(response.statusCode);
+      return { status, ok: status.startsWith('2') };
+    },
+    connectionsOpened: () => connectionsOpened,
+    close: () => pool.destroy(),
+  });
+}
+
+/**
+ * The closed loop itself: `concurrency` workers send back to back over `transport`; answers
+ * completed inside the measurement window are counted. Closes the transport at the end.
+ */
+export async function runClosedLoop<B>(options: ClosedLoopTiming, transport: ClosedLoopTransport<B>): Promise<ClosedLoopResult> {
   const start = performance.now();
   const windowStart = start + options.warmupMs;
   const windowEnd = windowStart + options.durationMs;
@@ -105,6 +159,7 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<ClosedLoop
   // The workers stop issuing at windowEnd; whichever comes first, the timer or the last
   // worker returning, closes the window (so the end hook always runs).
   const endTimer = setTimeout(fireEnd, options.warmupMs + options.durationMs);
+  const bodies = transport.bodies;
 
   const worker = async (index: number): Promise<void> => {
     let next = index;
@@ -116,26 +171,24 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<ClosedLoop
         return;
       }
       issued++;
-      const body = options.bodies[next++ % options.bodies.length]!;
-      let status: string;
+      const body = bodies[next++ % bodies.length]!;
+      let outcome: SendOutcome;
       try {
-        const response = await pool.request({ path: options.path, method: 'POST', headers, body });
-        await response.body.arrayBuffer();
-        status = String(response.statusCode);
+        outcome = await transport.send(body);
       } catch (error) {
-        status = errorStatus(error);
+        outcome = { status: errorStatus(error), ok: false };
         await sleep(5);
       }
       const t1 = performance.now();
       if (t1 >= windowStart && t1 <= windowEnd) {
-        counts[status] = (counts[status] ?? 0) + 1;
-        if (status.startsWith('2')) latencies.push(t1 - t0);
+        counts[outcome.status] = (counts[outcome.status] ?? 0) + 1;
+        if (outcome.ok) latencies.push(t1 - t0);
       }
     }
   };
 
   const workers = Promise.all(Array.from({ length: options.concurrency }, (_, i) => worker(i)));
-  // Bounded: the window plus the request timeout, then the pool is torn down.
+  // Bounded: the window plus the request timeout, then the transport is torn down.
   const limit = options.warmupMs + options.durationMs + options.requestTimeoutMs + 5_000;
   let guard: NodeJS.Timeout | undefined;
   await Promise.race([workers, new Promise<void>((resolve) => (guard = setTimeout(resolve, limit)))]);
@@ -144,7 +197,7 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<ClosedLoop
   clearTimeout(endTimer);
   fireEnd();
   await Promise.all(hooks);
-  await pool.destroy();
+  await transport.close();
   const windowSeconds = (Math.min(realEnd, performance.now()) - realStart) / 1000;
   const ok = latencies.length;
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
@@ -158,8 +211,8 @@ export async function closedLoop(options: ClosedLoopOptions): Promise<ClosedLoop
     generatorCpuPct: (100 * (cpuInWindow.user + cpuInWindow.system)) / 1000 / (realEnd - realStart),
     issued,
     truncated,
-    bodyBytes: options.bodies[0]?.length ?? 0,
-    connectionsOpened,
+    bodyBytes: transport.bodyBytes,
+    connectionsOpened: transport.connectionsOpened(),
   };
 }
 

@@ -30,8 +30,6 @@ export interface MicroResult {
   readonly outputElements: number;
 }
 
-const OUTPUT_ELEMENTS: Readonly<Record<string, number>> = { mlp: 10, resnet: 1000, ocr: 2 };
-
 /** Median per-call µs of `fn` over rounds of `perRound` calls, bounded by `budgetMs`. */
 function timeIt(fn: () => void, budgetMs: number, perRound: number): number {
   for (let i = 0; i < Math.min(perRound, 20); i++) fn();
@@ -77,7 +75,7 @@ export async function measureMicro(model: BenchModel, body: Buffer, budgetMs: nu
     const parsed = JSON.parse(body.toString('utf8')) as { inputs: { data: number[] }[] };
     Float32Array.from(parsed.inputs[0]!.data);
   }, budgetMs, perRound);
-  const outputElements = OUTPUT_ELEMENTS[model.key] ?? 10;
+  const outputElements = model.outputElements;
   const random = seededRandom(5);
   const out = new Float32Array(outputElements);
   for (let i = 0; i < out.length; i++) out[i] = random();

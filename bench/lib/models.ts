@@ -14,8 +14,8 @@ import { mlpBenchModel, resnet18Model, slowModel } from '../../test/support/fixt
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export type ModelKey = 'mlp' | 'resnet' | 'ocr';
-export const MODEL_KEYS: readonly ModelKey[] = ['mlp', 'resnet', 'ocr'];
+export type ModelKey = 'mlp' | 'resnet' | 'ocr' | 'iris';
+export const MODEL_KEYS: readonly ModelKey[] = ['mlp', 'resnet', 'ocr', 'iris'];
 
 /** A model the benchmark drives, and how its requests look. */
 export interface BenchModel {
@@ -36,6 +36,8 @@ export interface BenchModel {
   readonly rawBatchSizes: readonly number[];
   /** Input dims to pin in the config (models whose file declares variable dims). */
   readonly pinDims: boolean;
+  /** Output elements per item (without the batch dimension). */
+  readonly outputElements: number;
 }
 
 /** A model config.json as the benchmark writes it (a subset of the config schema). */
@@ -65,6 +67,7 @@ export interface ModelFiles {
 }
 
 const OCR_EXAMPLE = join(REPO_ROOT, 'examples', 'models', 'ocr-direction', '1', 'model.onnx');
+const IRIS_EXAMPLE = join(REPO_ROOT, 'examples', 'models', 'iris', '1', 'model.onnx');
 
 /** Build (or locate) every model file the benchmark may need. Only the selected keys are built. */
 export async function prepareModels(keys: readonly ModelKey[]): Promise<ModelFiles> {
@@ -80,6 +83,10 @@ export async function prepareModels(keys: readonly ModelKey[]): Promise<ModelFil
     }
     await copyFile(OCR_EXAMPLE, fileOf('ocr-direction.onnx'));
   }
+  if (keys.includes('iris')) {
+    if (!existsSync(IRIS_EXAMPLE)) throw new Error(`missing ${IRIS_EXAMPLE} (the Iris example model is kept in the repository)`);
+    await copyFile(IRIS_EXAMPLE, fileOf('iris.onnx'));
+  }
   const models: Record<ModelKey, BenchModel> = {
     mlp: {
       key: 'mlp',
@@ -93,6 +100,7 @@ export async function prepareModels(keys: readonly ModelKey[]): Promise<ModelFil
       maxBatchSize: 64,
       rawBatchSizes: [1, 8, 32, 64],
       pinDims: false,
+      outputElements: 10,
     },
     resnet: {
       key: 'resnet',
@@ -106,6 +114,7 @@ export async function prepareModels(keys: readonly ModelKey[]): Promise<ModelFil
       maxBatchSize: 32,
       rawBatchSizes: [1, 8, 32],
       pinDims: false,
+      outputElements: 1000,
     },
     ocr: {
       key: 'ocr',
@@ -119,6 +128,24 @@ export async function prepareModels(keys: readonly ModelKey[]): Promise<ModelFil
       maxBatchSize: 16,
       rawBatchSizes: [1, 8, 16, 32],
       pinDims: true,
+      outputElements: 2,
+    },
+    iris: {
+      // examples/models/iris: softmax regression trained on Fisher's Iris data (scripts/train-iris.ts).
+      key: 'iris',
+      name: 'iris',
+      title: 'Iris softmax-regression classifier 4 -> 3 (example model)',
+      file: fileOf('iris.onnx'),
+      input: 'features',
+      output: 'probabilities',
+      itemShape: [4],
+      // Sepal and petal lengths and widths in cm, the range of the data set.
+      valueRange: [0.1, 7.9],
+      // As examples/models/iris/config.yaml.
+      maxBatchSize: 64,
+      rawBatchSizes: [1, 16, 64],
+      pinDims: false,
+      outputElements: 3,
     },
   };
   let repos = 0;

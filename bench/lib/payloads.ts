@@ -46,12 +46,15 @@ export function requestBodies(model: BenchModel, rows = 1, variants = 4): Buffer
  * Bodies in the V2 binary tensor data extension (Triton's): a JSON header naming
  * `binary_data_size`, then the raw little-endian float32 bytes. Send with the header
  * `Inference-Header-Content-Length: <headerLength>` (the same for every variant).
+ * `binaryOutputs` also asks for the outputs as raw bytes (`parameters.binary_data_output`,
+ * what Triton's client does by default); otherwise they come back as JSON.
  */
-export function binaryRequestBodies(model: BenchModel, rows = 1, variants = 4): { bodies: Buffer[]; headerLength: number } {
+export function binaryRequestBodies(model: BenchModel, rows = 1, variants = 4, binaryOutputs = false): { bodies: Buffer[]; headerLength: number } {
   const elements = rows * itemElements(model);
   const header = Buffer.from(
     JSON.stringify({
       inputs: [{ name: model.input, shape: [rows, ...model.itemShape], datatype: 'FP32', parameters: { binary_data_size: elements * 4 } }],
+      ...(binaryOutputs ? { parameters: { binary_data_output: true } } : {}),
     }),
   );
   const bodies = Array.from({ length: variants }, (_, v) => {

@@ -6,7 +6,7 @@ export interface Table {
 }
 
 /** Columns whose header starts with one of these are left-aligned; the rest right-aligned. */
-const LEFT = ['model', 'server', 'variant', 'ratio', 'target', 'met', 'what', 'spinning', 'note', 'config'];
+const LEFT = ['model', 'server', 'protocol', 'variant', 'ratio', 'target', 'met', 'what', 'spinning', 'note', 'config'];
 
 function leftAligned(header: string): boolean {
   return LEFT.some((prefix) => header.toLowerCase().startsWith(prefix));
@@ -30,4 +30,21 @@ export function renderMarkdown(table: Table): string {
     `| ${align.join(' | ')} |`,
     ...table.rows.map((row) => `| ${row.map(escape).join(' | ')} |`),
   ].join('\n');
+}
+
+/** One line of a ratios table: a figure, its target (or "(reference)") and whether it is met. */
+export interface Ratio {
+  readonly name: string;
+  readonly value: string;
+  readonly target: string;
+  /** undefined: a reference line, no target. */
+  readonly met: boolean | undefined;
+  readonly detail: string;
+}
+
+export function ratioTable(ratios: readonly Ratio[]): Table {
+  return {
+    headers: ['ratio', 'value', 'target', 'met'],
+    rows: ratios.map((r) => [r.name, r.value, r.target, r.met === undefined ? '-' : r.met ? 'yes' : 'NO']),
+  };
 }
