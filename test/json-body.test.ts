@@ -180,3 +180,24 @@ test('packed data becomes the same tensor data as the plain array, with the same
   const limited = (parse('{"inputs":[{"name":"x","data":[1,2,3]}]}') as { inputs: { data: unknown }[] }).inputs[0]!.data;
   assert.throws(() => tensorDataFromJson('FP32', limited, "input 'x'", { maxElements: { limit: 2, setting: 'limits.max_elements' } }), /has 3 elements; the limit is 2 \(limits\.max_elements\)/);
 });
+
+test('an FP32 input whose datatype comes first is read straight to float32, rounded as a Float32Array store rounds', () => {
+  const texts = ['0.1', '-2.5e-3', '3.4028235677973366e38', '1e-46', '16777217', '0.30000001192092896', '-0'];
+  const expected = Float32Array.from(texts.map((text) => JSON.parse(text) as number));
+  const dataOf = (text: string): JsonNumberArray => {
+    const data = (parse(text) as { inputs: { data: unknown }[] }).inputs[0]!.data;
+    assert.ok(data instanceof JsonNumberArray);
+    return data;
+  };
+  const first = dataOf(`{"inputs":[{"name":"x","datatype":"FP32","shape":[7],"data":[${texts.join(',')}]}]}`);
+  assert.ok(first.values instanceof Float32Array, 'datatype before data: float32');
+  texts.forEach((text, i) => assert.ok(Object.is(first.values[i], expected[i]), text));
+  assert.equal(tensorDataFromJson('FP32', first, "input 'x'"), first.values, 'the tensor data is the parsed array itself, not a copy');
+  const after = dataOf(`{"inputs":[{"name":"x","data":[${texts.join(',')}],"datatype":"FP32"}]}`);
+  assert.ok(after.values instanceof Float64Array, 'datatype after data: doubles');
+  assert.deepEqual(tensorDataFromJson('FP32', after, "input 'x'"), expected);
+  // A later duplicate datatype wins (as with JSON.parse): the numbers are read again as doubles.
+  const changed = dataOf(`{"inputs":[{"name":"x","datatype":"FP32","data":[${texts.join(',')}],"datatype":"FP64"}]}`);
+  assert.ok(changed.values instanceof Float64Array);
+  texts.forEach((text, i) => assert.ok(Object.is(changed.values[i], JSON.parse(text)), text));
+});

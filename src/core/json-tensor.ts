@@ -26,7 +26,8 @@ const INTEGER_RANGE: Partial<Record<DataType, readonly [number, number]>> = {
  * Tensor data accepts it wherever it accepts an array.
  */
 export class JsonNumberArray {
-  constructor(readonly values: Float64Array) {}
+  /** Doubles, or float32 values when the parser knew the input is FP32 (each rounded as a Float32Array store rounds). */
+  constructor(readonly values: Float64Array | Float32Array) {}
 }
 
 /** Options of {@link tensorDataFromJson}. */
@@ -123,19 +124,16 @@ export function tensorDataFromJson(datatype: DataType, data: unknown, where: str
 }
 
 /** Tensor data from numbers already read into doubles: the same checks as for a JSON array of numbers. */
-function tensorDataFromNumbers(datatype: DataType, values: Float64Array, where: string, options: JsonTensorOptions): TensorData {
+function tensorDataFromNumbers(datatype: DataType, values: Float64Array | Float32Array, where: string, options: JsonTensorOptions): TensorData {
   const maxElements = options.maxElements;
   if (maxElements !== undefined && values.length > maxElements.limit) {
     throw new TesseraError('LIMIT_EXCEEDED', `${where} has ${values.length} ${datatype === 'BYTES' ? 'BYTES ' : ''}elements; the limit is ${maxElements.limit} (${maxElements.setting})`);
   }
   switch (datatype) {
     case 'FP64':
-      return values;
-    case 'FP32': {
-      const out = new Float32Array(values.length);
-      out.set(values); // one native conversion pass
-      return out;
-    }
+      return values instanceof Float64Array ? values : Float64Array.from(values);
+    case 'FP32':
+      return values instanceof Float32Array ? values : new Float32Array(values); // one native conversion pass
     case 'BYTES':
     case 'BOOL':
     case 'FP16':

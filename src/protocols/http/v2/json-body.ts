@@ -45,6 +45,8 @@ const enum Place {
   InputList,
   Input,
   InputData,
+  /** `data` of an input whose `datatype` came first and is FP32: numbers go to a Float32Array. */
+  InputDataFloat32,
 }
 
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
@@ -74,8 +76,8 @@ class V2BodyReader {
       case 0x7b: // {
         return this.object(place);
       case 0x5b: // [
-        if (place === Place.InputData) {
-          const packed = this.numberArray();
+        if (place === Place.InputData || place === Place.InputDataFloat32) {
+          const packed = this.numberArray(place === Place.InputDataFloat32);
           if (packed !== undefined) return packed;
         }
         return this.array(place === Place.Root ? Place.Other : place);
@@ -103,6 +105,8 @@ class V2BodyReader {
       this.depth--;
       return out;
     }
+    // In an input: where its `data` was read as float32 (because `datatype` FP32 came first).
+    let float32DataAt = -1;
     for (;;) {
       this.skipWhitespace();
       if (this.bytes[this.pos] !== 0x22) this.fail(`expected a property name in double quotes, found ${this.describeHere()}`);
@@ -110,7 +114,13 @@ class V2BodyReader {
       this.skipWhitespace();
       if (this.bytes[this.pos] !== 0x3a) this.fail(`expected ':' after property name, found ${this.describeHere()}`);
       this.pos++;
-      const childPlace = place === Place.Root && key === 'inputs' ? Place.InputList : place === Place.Input && key === 'data' ? Place.InputData : Place.Other;
+      let childPlace = Place.Other;
+      if (place === Place.Root && key === 'inputs') childPlace = Place.InputList;
+      else if (place === Place.Input && key === 'data') {
+        childPlace = out['datatype'] === 'FP32' ? Place.InputDataFloat32 : Place.InputData;
+        this.skipWhitespace();
+        float32DataAt = childPlace === Place.InputDataFloat32 ? this.pos : -1;
+      }
       const value = this.value(childPlace);
       // Same semantics as JSON.parse: a later duplicate key wins; "__proto__" is an own property.
       if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
@@ -124,6 +134,13 @@ class V2BodyReader {
       if (next === 0x7d) {
         this.pos++;
         this.depth--;
+        if (float32DataAt >= 0 && out['datatype'] !== 'FP32' && out['data'] instanceof JsonNumberArray) {
+          // A later `datatype` changed it: read the numbers again as doubles.
+          const end = this.pos;
+          this.pos = float32DataAt;
+          out['data'] = this.numberArray(false);
+          this.pos = end;
+        }
         return out;
       }
       this.fail(`expected ',' or '}' after a property value, found ${this.describeHere()}`);
@@ -160,10 +177,10 @@ class V2BodyReader {
 
   /**
    * A non-empty rectangular array of numbers (nested up to the tensor rank limit), read into
-   * doubles in row-major order; undefined (position restored) when the array is anything
+   * doubles (or float32, for FP32 inputs) in row-major order; undefined (position restored) when the array is anything
    * else, for the generic parser to read and report.
    */
-  private numberArray(): JsonNumberArray | undefined {
+  private numberArray(float32: boolean): JsonNumberArray | undefined {
     const bytes = this.bytes;
     const start = this.pos;
     let pos = start;
@@ -277,7 +294,8 @@ class V2BodyReader {
         pos++;
         if (depth === 0) {
           this.pos = pos;
-          return new JsonNumberArray(scratch.slice(0, count));
+          // One native pass into the result; float32 conversion rounds as a Float32Array store of the double does.
+          return new JsonNumberArray(float32 ? new Float32Array(scratch.subarray(0, count)) : scratch.slice(0, count));
         }
         counts[depth - 1]!++;
         c = bytes[pos]!;
