@@ -33,3 +33,39 @@ test('foreign errors become INTERNAL and keep their cause', () => {
   const kept = new TesseraError('MODEL_NOT_FOUND', 'nope');
   assert.equal(toTesseraError(kept), kept);
 });
+
+test('refusals under load are logged once a second per code; internal errors every time, with their stack', async () => {
+  const { default: Fastify } = await import('fastify');
+  const { pino } = await import('pino');
+  const { Writable } = await import('node:stream');
+  const { guarded } = await import('../src/protocols/http/errors.js');
+  const lines: { level: number; msg: string; code?: string; suppressed_since_last?: number; err?: { stack?: string } }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as (typeof lines)[number]);
+      done();
+    },
+  });
+  const app = Fastify({ loggerInstance: pino({ level: 'debug' }, sink) });
+  const handle = guarded({ queueFullStatus: 503 });
+  app.get('/full', handle(() => {
+    throw new TesseraError('QUEUE_FULL', 'the queue is full', { retryAfterSeconds: 1 });
+  }));
+  app.get('/broken', handle(() => {
+    throw new Error('a bug');
+  }));
+  for (let i = 0; i < 50; i++) assert.equal((await app.inject({ method: 'GET', url: '/full' })).statusCode, 503);
+  for (let i = 0; i < 2; i++) assert.equal((await app.inject({ method: 'GET', url: '/broken' })).statusCode, 500);
+  const full = lines.filter((line) => line.code === 'QUEUE_FULL');
+  assert.equal(full.length, 1, '50 refusals within a second: one line');
+  assert.equal(full[0]!.level, 40, 'at warn');
+  const internal = lines.filter((line) => line.level === 50);
+  assert.equal(internal.length, 2, 'each internal error is logged');
+  assert.match(internal[0]!.err?.stack ?? '', /a bug/);
+  await new Promise((resolve) => setTimeout(resolve, 1050));
+  assert.equal((await app.inject({ method: 'GET', url: '/full' })).statusCode, 503);
+  const after = lines.filter((line) => line.code === 'QUEUE_FULL');
+  assert.equal(after.length, 2, 'a second later the next refusal is logged');
+  assert.equal(after[1]!.suppressed_since_last, 49, 'with the count of those left out');
+  await app.close();
+});

@@ -331,7 +331,7 @@ describe('hostile input never gets a 5xx or takes the server down', () => {
     assert.deepEqual(answer.outputs[0]!.shape, [1, 3]);
     assert.ok(Math.abs(answer.outputs[0]!.data.reduce((a, b) => a + b, 0) - 1) < 1e-5, 'softmax probabilities');
     const errors = logMessages(server.logs.slice(logLinesBefore)).filter((line) => Number(line['level']) >= 50);
-    assert.deepEqual(errors.map((line) => line.msg), [], 'nothing was logged at error level (every 5xx is)');
+    assert.deepEqual(errors.map((line) => line.msg), [], 'nothing was logged at error level (every internal error is)');
     clearInterval(sampler);
     const rssNoGc = await rssOf(server.pid);
     const rssAfter = await settledRss(server);

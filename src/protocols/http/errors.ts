@@ -45,9 +45,31 @@ export function sendError(reply: FastifyReply, thrown: unknown, policy: HttpErro
   const error = toTesseraError(thrown);
   const status = httpStatusOf(error, policy);
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-  if (status >= 500) reply.request.log.error({ err: error, code: error.code }, error.message);
+  if (error.category === 'internal') reply.request.log.error({ err: error, code: error.code }, error.message);
+  else if (status >= 500) logRefusal(reply.request.log, error);
   else reply.request.log.debug({ code: error.code }, error.message);
   return reply.code(status).type('application/json').send(JSON.stringify(body(error, status)));
+}
+
+/** Refusals logged per code: when the last line was written and how many were left out since. */
+const refusals = new Map<string, { lastMs: number; suppressed: number }>();
+
+/**
+ * Refusals that are the server protecting itself (queue full, deadline, unavailable) are
+ * expected in bursts under overload: one warning per code per second, counting the rest, so
+ * that a flood of 503s is neither a flood of log lines nor a synchronous write per refusal
+ * (metrics count every one). Internal errors are always logged, with their stack.
+ */
+function logRefusal(log: FastifyRequest['log'], error: TesseraError): void {
+  const now = performance.now();
+  const entry = refusals.get(error.code);
+  if (entry !== undefined && now - entry.lastMs < 1000) {
+    entry.suppressed++;
+    return;
+  }
+  const suppressed = entry?.suppressed ?? 0;
+  refusals.set(error.code, { lastMs: now, suppressed: 0 });
+  log.warn({ code: error.code, ...(suppressed > 0 ? { suppressed_since_last: suppressed } : {}) }, error.message);
 }
 
 /** A route handler of Fastify with typed path parameters. */
