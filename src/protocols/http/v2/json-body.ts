@@ -183,6 +183,7 @@ class V2BodyReader {
   private numberArray(float32: boolean): JsonNumberArray | undefined {
     const bytes = this.bytes;
     const start = this.pos;
+    let values = scratch;
     let pos = start;
     let count = 0;
     let depth = 0;
@@ -191,7 +192,7 @@ class V2BodyReader {
     const lengths: number[] = [];
     const counts: number[] = [];
     for (;;) {
-      // At the start of an element: skip whitespace, then '[' opens a level, else a number.
+      // At the start of an element: skip whitespace, then '[' opens a level, else numbers.
       let c = bytes[pos]!;
       while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = bytes[++pos]!;
       if (c === 0x5b) {
@@ -204,86 +205,90 @@ class V2BodyReader {
       }
       if (leafDepth === -1) leafDepth = depth;
       else if (depth !== leafDepth) return this.restore(start);
-      // A number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-      const numberStart = pos;
-      let negative = false;
-      if (c === 0x2d) {
-        negative = true;
-        c = bytes[++pos]!;
-      }
-      let mantissa = 0;
-      let digits = 0;
-      let exponent = 0;
-      let exact = true;
-      if (c === 0x30) {
-        c = bytes[++pos]!;
-        if (c >= 0x30 && c <= 0x39) return this.restore(start); // leading zero
-      } else if (c >= 0x31 && c <= 0x39) {
-        do {
-          if (digits < 15) {
-            mantissa = mantissa * 10 + (c - 0x30);
-            digits++;
-          } else {
-            exponent++;
-            exact = false;
-          }
+      // The numbers of one innermost array, up to its ']'.
+      const first = count;
+      for (;;) {
+        // A number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+        const numberStart = pos;
+        let negative = false;
+        if (c === 0x2d) {
+          negative = true;
           c = bytes[++pos]!;
-        } while (c >= 0x30 && c <= 0x39);
-      } else {
-        return this.restore(start);
-      }
-      if (c === 0x2e) {
-        c = bytes[++pos]!;
-        if (!(c >= 0x30 && c <= 0x39)) return this.restore(start);
-        do {
-          if (digits < 15) {
-            if (digits > 0 || c !== 0x30) {
+        }
+        let mantissa = 0;
+        let digits = 0;
+        let exponent = 0;
+        let exact = true;
+        if (c === 0x30) {
+          c = bytes[++pos]!;
+          if (c >= 0x30 && c <= 0x39) return this.restore(start); // leading zero
+        } else if (c >= 0x31 && c <= 0x39) {
+          do {
+            if (digits < 15) {
               mantissa = mantissa * 10 + (c - 0x30);
               digits++;
+            } else {
+              exponent++;
+              exact = false;
             }
-            exponent--;
-          } else if (c !== 0x30) {
-            exact = false;
+            c = bytes[++pos]!;
+          } while (c >= 0x30 && c <= 0x39);
+        } else {
+          return this.restore(start);
+        }
+        if (c === 0x2e) {
+          c = bytes[++pos]!;
+          if (!(c >= 0x30 && c <= 0x39)) return this.restore(start);
+          do {
+            if (digits < 15) {
+              if (digits > 0 || c !== 0x30) {
+                mantissa = mantissa * 10 + (c - 0x30);
+                digits++;
+              }
+              exponent--;
+            } else if (c !== 0x30) {
+              exact = false;
+            }
+            c = bytes[++pos]!;
+          } while (c >= 0x30 && c <= 0x39);
+        }
+        if (c === 0x65 || c === 0x45) {
+          c = bytes[++pos]!;
+          let expNegative = false;
+          if (c === 0x2b || c === 0x2d) {
+            expNegative = c === 0x2d;
+            c = bytes[++pos]!;
           }
-          c = bytes[++pos]!;
-        } while (c >= 0x30 && c <= 0x39);
-      }
-      if (c === 0x65 || c === 0x45) {
-        c = bytes[++pos]!;
-        let expNegative = false;
-        if (c === 0x2b || c === 0x2d) {
-          expNegative = c === 0x2d;
-          c = bytes[++pos]!;
+          if (!(c >= 0x30 && c <= 0x39)) return this.restore(start);
+          let written = 0;
+          do {
+            if (written < 100000) written = written * 10 + (c - 0x30);
+            c = bytes[++pos]!;
+          } while (c >= 0x30 && c <= 0x39);
+          exponent += expNegative ? -written : written;
         }
-        if (!(c >= 0x30 && c <= 0x39)) return this.restore(start);
-        let written = 0;
-        do {
-          if (written < 100000) written = written * 10 + (c - 0x30);
-          c = bytes[++pos]!;
-        } while (c >= 0x30 && c <= 0x39);
-        exponent += expNegative ? -written : written;
-      }
-      let value: number;
-      if (exact && exponent >= -22 && exponent <= 22) {
-        value = exponent < 0 ? mantissa / POWERS_OF_TEN[-exponent]! : mantissa * POWERS_OF_TEN[exponent]!;
-        if (negative) value = -value;
-      } else {
-        value = Number(bytes.toString('latin1', numberStart, pos));
-      }
-      if (count === scratch.length) {
-        const grown = new Float64Array(scratch.length * 2);
-        grown.set(scratch);
-        scratch = grown;
-      }
-      scratch[count++] = value;
-      counts[depth - 1]!++;
-      // After an element: ',' continues the level; ']' closes levels.
-      for (;;) {
+        let value: number;
+        if (exact && exponent >= -22 && exponent <= 22) {
+          value = exponent < 0 ? mantissa / POWERS_OF_TEN[-exponent]! : mantissa * POWERS_OF_TEN[exponent]!;
+          if (negative) value = -value;
+        } else {
+          value = Number(bytes.toString('latin1', numberStart, pos));
+        }
+        if (count === values.length) {
+          const grown = new Float64Array(values.length * 2);
+          grown.set(values);
+          scratch = values = grown;
+        }
+        values[count++] = value;
         while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = bytes[++pos]!;
-        if (c === 0x2c) {
-          pos++;
-          break;
-        }
+        if (c !== 0x2c) break;
+        c = bytes[++pos]!;
+        while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = bytes[++pos]!;
+        if (c === 0x5b) return this.restore(start); // an array among numbers
+      }
+      counts[depth - 1] = count - first;
+      // After the innermost array's last number: ']' closes levels; ',' starts the next element.
+      for (;;) {
         if (c !== 0x5d) return this.restore(start);
         const level = depth - 1;
         const length = counts[level]!;
@@ -295,10 +300,15 @@ class V2BodyReader {
         if (depth === 0) {
           this.pos = pos;
           // One native pass into the result; float32 conversion rounds as a Float32Array store of the double does.
-          return new JsonNumberArray(float32 ? new Float32Array(scratch.subarray(0, count)) : scratch.slice(0, count));
+          return new JsonNumberArray(float32 ? new Float32Array(values.subarray(0, count)) : values.slice(0, count));
         }
         counts[depth - 1]!++;
         c = bytes[pos]!;
+        while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = bytes[++pos]!;
+        if (c === 0x2c) {
+          pos++;
+          break;
+        }
       }
     }
   }
