@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -152,10 +152,13 @@ test('kill -9 in the middle of a job, rerun with the same arguments: every row e
   assert.ok(done >= 3 && done < Math.ceil(ROWS / 4096), `killed with ${done} of ${Math.ceil(ROWS / 4096)} chunks done`);
   await assert.rejects(stat(output), 'no output until the job completes');
 
-  // A stray temporary file and an unlisted part, as a crash between writes leaves them.
+  // What a crash between writes leaves: a stray temporary file, the state of a chunk the
+  // manifest does not count, bytes appended to the partial output past the ones it counts, and
+  // a part file of the older checkpoint layout.
   const parts = `${output}.parts`;
-  await writeFile(path.join(parts, 'part-000049.parquet.tmp'), 'torn');
   await writeFile(path.join(parts, 'manifest.json.tmp'), '{');
+  await writeFile(path.join(parts, 'chunk-000048.json'), 'not counted by the manifest');
+  await appendFile(path.join(parts, 'output.parquet.partial'), 'a torn append');
   await writeFile(path.join(parts, 'part-000048.parquet'), 'not listed in the manifest');
 
   const second = startCli(args(output));

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TesseraError } from '../core/errors.js';
 import type { ColumnSpec } from './columns.js';
 import { syncDirectory, writeFileAtomic } from './output/files.js';
 
-const FORMAT = 'tessera-batch-checkpoint/1';
+const FORMAT = 'tessera-batch-checkpoint/2';
 
-/** The checkpoint of a job: what it is (fingerprint) and which chunks are done. */
+/** The checkpoint of a job: what it is (fingerprint), which chunks are done and where the output stands. */
 interface Manifest {
   readonly format: typeof FORMAT;
   readonly fingerprint: string;
@@ -15,8 +15,10 @@ interface Manifest {
   readonly job: Record<string, unknown>;
   readonly chunkRows: number;
   readonly columns: readonly ColumnSpec[];
-  /** Done chunks: [index, rows, rows with errors]. */
+  /** Done chunks, 0, 1, 2, ... in order: [index, rows, rows with errors]. */
   readonly chunks: readonly (readonly [number, number, number])[];
+  /** Bytes of the partial output that hold the done chunks (anything after them is cut off). */
+  readonly outputBytes: number;
   /** Index of the last chunk, once the end of the input has been reached. */
   readonly lastChunk?: number;
   readonly updatedAt: string;
@@ -27,14 +29,17 @@ export function fingerprintOf(job: Record<string, unknown>): string {
 }
 
 /**
- * A job's checkpoint directory, `<output>.parts/`: one part file per done chunk (each covering
- * a contiguous row range, written atomically) and `manifest.json`, rewritten atomically after
- * each part. The manifest is the truth: a part it does not list (a crash between the part's
- * rename and the manifest's) is deleted and redone. A rerun of the same job (same fingerprint)
- * carries on from the manifest; a different job refuses to touch it.
+ * A job's checkpoint directory, `<output>.parts/`: the output so far (`output.<ext>.partial`:
+ * the done chunks, appended in row order and flushed to disk), what the output format needs to
+ * finish the file later (`chunk-000123.json`: a Parquet chunk's row-group metadata), and
+ * `manifest.json`, rewritten atomically after each chunk. The manifest is the truth: bytes of
+ * the partial output past the ones it counts (a crash between an append and the manifest) are
+ * cut off and their chunks done again. A rerun of the same job (same fingerprint) carries on
+ * from the manifest; a different job refuses to touch it.
  */
 export class Checkpoint {
   private readonly done = new Map<number, { rows: number; errors: number }>();
+  private bytes = 0;
   private lastChunk: number | undefined;
   private writing: Promise<void> = Promise.resolve();
   private saving: Promise<void> | undefined;
@@ -48,6 +53,8 @@ export class Checkpoint {
     readonly chunkRows: number,
     readonly columns: readonly ColumnSpec[],
     private readonly extension: string,
+    /** Whether each done chunk has a saved state (see saveState) that resuming needs. */
+    private readonly keepsState: boolean,
     readonly resumed: boolean,
   ) {}
 
@@ -74,7 +81,7 @@ export class Checkpoint {
     chunkRows: number,
     columns: readonly ColumnSpec[],
     extension: string,
-    options: { readonly restart: boolean },
+    options: { readonly restart: boolean; readonly keepsState: boolean },
   ): Promise<Checkpoint> {
     const dir = Checkpoint.dirFor(output);
     const fingerprint = fingerprintOf(job);
@@ -94,11 +101,13 @@ export class Checkpoint {
       } else if (manifest !== undefined && options.restart) {
         manifest = undefined;
       }
-      const checkpoint = new Checkpoint(dir, fingerprint, job, chunkRows, columns, extension, manifest !== undefined);
+      const checkpoint = new Checkpoint(dir, fingerprint, job, chunkRows, columns, extension, options.keepsState, manifest !== undefined);
       if (manifest !== undefined) {
         for (const [index, rows, errors] of manifest.chunks) checkpoint.done.set(index, { rows, errors });
+        checkpoint.bytes = manifest.outputBytes;
         checkpoint.lastChunk = manifest.lastChunk;
       }
+      await checkpoint.checkOutput();
       await checkpoint.removeStrays();
       await checkpoint.save();
       return checkpoint;
@@ -133,13 +142,48 @@ export class Checkpoint {
     return this.done.size;
   }
 
-  partPath(index: number): string {
-    return join(this.dir, `part-${String(index).padStart(6, '0')}.${this.extension}`);
+  /** Bytes of the partial output that hold the done chunks. */
+  get outputBytes(): number {
+    return this.bytes;
   }
 
-  /** Record a chunk whose part file is in place. Manifest writes happen one at a time, in call order. */
-  markDone(index: number, rows: number, errors: number): Promise<void> {
+  /** The output so far: the done chunks, in order. */
+  get partialPath(): string {
+    return join(this.dir, `output.${this.extension}.partial`);
+  }
+
+  /** Where chunk `index` keeps what its output format needs to finish the file. */
+  statePath(index: number): string {
+    return join(this.dir, `chunk-${String(index).padStart(6, '0')}.json`);
+  }
+
+  /** Save what chunk `index`'s output format needs to finish the file later (before markDone). */
+  async saveState(index: number, state: unknown): Promise<void> {
+    await writeFileAtomic(this.statePath(index), JSON.stringify(state, (_key, value: unknown) => (typeof value === 'bigint' ? { $bigint: value.toString() } : value)));
+  }
+
+  /** The saved states of the done chunks, in order (for a writer that saves them). */
+  async readStates(): Promise<unknown[]> {
+    const states: unknown[] = [];
+    for (let index = 0; index < this.done.size; index++) {
+      const text = await readFile(this.statePath(index), 'utf8');
+      states.push(
+        JSON.parse(text, (_key, value: unknown) =>
+          value !== null && typeof value === 'object' && typeof (value as { $bigint?: unknown }).$bigint === 'string' ? BigInt((value as { $bigint: string }).$bigint) : value,
+        ),
+      );
+    }
+    return states;
+  }
+
+  /**
+   * Record chunk `index`, the next in order, as done: its rows are in the partial output, which
+   * is now `outputBytes` long (and flushed). Manifest writes happen one at a time, in call order.
+   */
+  markDone(index: number, rows: number, errors: number, outputBytes: number): Promise<void> {
+    if (index !== this.done.size) throw new TesseraError('INTERNAL', `chunk ${index} was finished out of order (${this.done.size} chunks are done)`);
     this.done.set(index, { rows, errors });
+    this.bytes = outputBytes;
     return this.save();
   }
 
@@ -154,16 +198,6 @@ export class Checkpoint {
     if (this.lastChunk === undefined) return false;
     for (let index = 0; index <= this.lastChunk; index++) if (!this.done.has(index)) return false;
     return true;
-  }
-
-  /** Part files of every chunk, in row order. */
-  partsInOrder(): string[] {
-    return [...this.done.keys()].sort((a, b) => a - b).map((index) => this.partPath(index));
-  }
-
-  /** Path the final output is assembled at before it is renamed into place. */
-  get assemblyPath(): string {
-    return join(this.dir, `output.${this.extension}.tmp`);
   }
 
   /** Flush pending manifest writes. */
@@ -215,22 +249,42 @@ export class Checkpoint {
       chunkRows: this.chunkRows,
       columns: this.columns,
       chunks: [...this.done.entries()].sort(([a], [b]) => a - b).map(([index, chunk]) => [index, chunk.rows, chunk.errors] as const),
+      outputBytes: this.bytes,
       ...(this.lastChunk === undefined ? {} : { lastChunk: this.lastChunk }),
       updatedAt: new Date().toISOString(),
     };
     return `${JSON.stringify(snapshot, null, 1)}\n`;
   }
 
-  /** Delete temporary files and parts the manifest does not list (left by an interrupted run). */
-  private async removeStrays(): Promise<void> {
-    const listed = new Set([...this.done.keys()].map((index) => basename(this.partPath(index))));
-    for (const name of await readdir(this.dir)) {
-      if (name === 'manifest.json' || name === 'lock' || listed.has(name)) continue;
-      if (name.endsWith('.tmp') || name.startsWith('part-')) await unlink(join(this.dir, name)).catch(() => undefined);
+  /**
+   * The partial output must hold what the manifest counts; when it does not (deleted or cut by
+   * hand, or the manifest lists chunks out of order), the job starts over.
+   */
+  private async checkOutput(): Promise<void> {
+    if (this.done.size === 0) {
+      this.bytes = 0;
+      return;
     }
-    // A listed part that is missing (deleted by hand) is redone.
-    const present = new Set(await readdir(this.dir));
-    for (const index of [...this.done.keys()]) if (!present.has(basename(this.partPath(index)))) this.done.delete(index);
+    let inOrder = true;
+    for (let index = 0; index < this.done.size; index++) if (!this.done.has(index)) inOrder = false;
+    const size = await stat(this.partialPath).then((info) => info.size, () => -1);
+    const states = this.keepsState ? await Promise.all([...this.done.keys()].map((index) => stat(this.statePath(index)).then(() => true, () => false))) : [];
+    if (!inOrder || size < this.bytes || states.includes(false)) {
+      this.done.clear();
+      this.bytes = 0;
+      this.lastChunk = undefined;
+    }
+  }
+
+  /** Delete what the manifest does not count: temporary files, states of chunks not done, files of older versions. */
+  private async removeStrays(): Promise<void> {
+    for (const name of await readdir(this.dir)) {
+      if (name === 'manifest.json' || name === 'lock' || name === basename(this.partialPath)) continue;
+      const state = /^chunk-(\d+)\.json$/.exec(name);
+      if (state !== null && this.done.has(Number(state[1]))) continue;
+      if (name.endsWith('.tmp') || name.startsWith('part-') || state !== null) await unlink(join(this.dir, name)).catch(() => undefined);
+    }
+    if (this.done.size === 0) await unlink(this.partialPath).catch(() => undefined);
     await syncDirectory(this.dir);
   }
 }

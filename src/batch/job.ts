@@ -9,11 +9,12 @@ import { Checkpoint } from './checkpoint.js';
 import { failureScope, rowErrorText, type Executor } from './executor.js';
 import { openSource } from './input/open.js';
 import { ThreadedSource } from './input/threaded.js';
-import { parseFormat, type InputBlock, type InputFormat, type InputSource } from './input/source.js';
+import { parseFormat, type ChunkBlock, type InputBlock, type InputFormat, type InputSource } from './input/source.js';
 import { LocalExecutor } from './local-executor.js';
-import { BlockEncoder, expandFeatures, RequestBuilder, resolveMapping, type Mapping } from './mapping.js';
+import { BlockEncoder, expandFeatures, packSpecs, RequestBuilder, resolveMapping, type Mapping } from './mapping.js';
+import { floatColumns, packColumns, packedBytes, SharedPool, type PackedFeatures, type PackSpec } from './pack.js';
 import { formatFloat32, type ChunkResult } from './columns.js';
-import { ChunkAssembler, planOutputs, type OutputPlan } from './outputs.js';
+import { ChunkAssembler, ColumnPool, planOutputs, type OutputPlan } from './outputs.js';
 import { syncDirectory } from './output/files.js';
 import type { ParquetCompression } from './output/parquet.js';
 import { createOutputWriter, type OutputAssembly, type OutputWriter } from './output/writer.js';
@@ -23,8 +24,8 @@ import { RemoteExecutor } from './remote-executor.js';
 export const DEFAULT_BATCH_SIZE = 1024;
 export const DEFAULT_REMOTE_BATCH_SIZE = 256;
 export const DEFAULT_CHUNK_ROWS = 65_536;
-/** In-process: requests in flight per model instance (one running, one queued). */
-export const REQUESTS_PER_INSTANCE = 2;
+/** In-process: requests in flight per model instance (one running, one waiting at the instance, one queued). */
+export const REQUESTS_PER_INSTANCE = 3;
 export const DEFAULT_REMOTE_CONCURRENCY = 4;
 
 export interface BatchJobOptions {
@@ -88,6 +89,8 @@ export interface BatchSummary {
   readonly loadSeconds: number;
   /** Reading and scoring the rows and writing the parts (this run). */
   readonly scoreSeconds: number;
+  /** CPU time of the whole process (every thread) while scoring: user + system seconds. */
+  readonly scoreCpuSeconds: number;
   /** Assembling the output from the parts. */
   readonly assembleSeconds: number;
   readonly rowsPerSecond: number;
@@ -237,6 +240,7 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
         seconds: (performance.now() - startedAt) / 1000,
         loadSeconds,
         scoreSeconds: 0,
+        scoreCpuSeconds: 0,
         assembleSeconds: 0,
         rowsPerSecond: 0,
         output: options.output,
@@ -272,7 +276,7 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
       compression: options.compression,
       csvDelimiter: options.csvDelimiter ?? null,
     };
-    const checkpoint = await Checkpoint.open(options.output, job, chunkRows, plan.columns, writer.extension, { restart: options.restart });
+    const checkpoint = await Checkpoint.open(options.output, job, chunkRows, plan.columns, writer.extension, { restart: options.restart, keepsState: writer.keepsState });
     const run = new JobRun({
       source,
       executor,
@@ -312,6 +316,7 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
       seconds,
       loadSeconds,
       scoreSeconds: run.scoreSeconds,
+      scoreCpuSeconds: run.scoreCpuSeconds,
       assembleSeconds: run.assembleSeconds,
       rowsPerSecond: seconds > 0 ? run.rowsThisRun / seconds : 0,
       output: options.output,
@@ -344,9 +349,12 @@ interface JobRunOptions {
   readonly logIntervalMs: number;
 }
 
-/** Chunks read ahead of the ones being scored: enough to keep every request slot busy. */
-const CHUNKS_IN_FLIGHT = 3;
-/** Scored chunks whose parts are being written; bounds the memory they hold. */
+/**
+ * Chunks being scored at once: the next chunk's requests queue while the last ones of a chunk
+ * run, which keeps every request slot busy; more would only hold more memory.
+ */
+const CHUNKS_IN_FLIGHT = 2;
+/** Scored chunks being encoded and appended to the output; bounds the memory they hold. */
 const WRITES_IN_FLIGHT = 4;
 /** Consecutive rows the model fails on (at least) before the job stops. */
 const MAX_FAILING_STREAK = 1000;
@@ -355,16 +363,22 @@ const MAX_FAILING_STREAK = 1000;
 class JobRun {
   readonly resumedRows: number;
   scoreSeconds = 0;
+  scoreCpuSeconds = 0;
   assembleSeconds = 0;
   private assembly: OutputAssembly | undefined;
-  /** Parts appended to the output so far (chunks 0 .. assembled-1). */
-  private assembled = 0;
+  /** Chunks in the output so far (0 .. assembled-1). */
+  private assembled: number;
   private assembling: Promise<void> = Promise.resolve();
-  /** Bytes of parts written by this run and not yet appended (appended from memory, not re-read). */
-  private readonly written = new Map<number, Uint8Array>();
+  /** Chunks encoded and waiting for the ones before them to be appended. */
+  private readonly encoded = new Map<number, { readonly bytes: Uint8Array; readonly rows: number; readonly errors: number }>();
   private rowsDone: number;
   private errors: number;
   private readonly limiter: Limiter;
+  /** Feature inputs packed row-major chunk by chunk, and the shared memory the job packs into. */
+  private readonly packs: readonly PackSpec[];
+  private readonly pool = new SharedPool();
+  /** Output column storage, reused from chunk to chunk. */
+  private readonly columns = new ColumnPool();
   private fatal: unknown;
   private interrupted = false;
   /** Rows the model failed on in a row, with nothing scored in between. */
@@ -372,9 +386,11 @@ class JobRun {
 
   constructor(private readonly o: JobRunOptions) {
     this.resumedRows = o.checkpoint.doneRows;
+    this.assembled = o.checkpoint.doneChunks;
     this.rowsDone = this.resumedRows;
     this.errors = o.checkpoint.doneErrors;
     this.limiter = new Limiter(o.concurrency);
+    this.packs = packSpecs(o.mapping);
   }
 
   get rowsThisRun(): number {
@@ -395,9 +411,13 @@ class JobRun {
       this.interrupted = true;
       progress.note('tessera batch: interrupted; finishing the chunks in flight and saving the checkpoint (interrupt again to quit at once)');
     };
-    // The output is put together while the job runs: parts are appended, in row order, as soon
-    // as they and every part before them are done. Only the footer is left for the end.
-    this.assembly = await this.o.writer.assemble(checkpoint.assemblyPath);
+    // The output is put together while the job runs: chunks are appended, in row order, as soon
+    // as they and every chunk before them are scored. Only the footer is left for the end. A
+    // resumed job carries on with the output its checkpoint counts.
+    this.assembly = await this.o.writer.assemble(
+      checkpoint.partialPath,
+      checkpoint.doneChunks === 0 ? undefined : { bytes: checkpoint.outputBytes, states: this.o.writer.keepsState ? await checkpoint.readStates() : [] },
+    );
     if (io.interrupt?.aborted === true) onInterrupt();
     io.interrupt?.addEventListener('abort', onInterrupt, { once: true });
     progress.start();
@@ -406,13 +426,17 @@ class JobRun {
       if (checkpoint.resumed) {
         progress.note(`tessera batch: resuming from ${checkpoint.dir}: ${formatCount(checkpoint.doneRows)} rows in ${checkpoint.doneChunks} chunks are done`);
       }
-      this.advanceAssembly();
       if (!checkpoint.complete) {
         const scoring = performance.now();
+        const cpu = process.cpuUsage();
         const reachedEnd = await this.scoreChunks();
         this.scoreSeconds = (performance.now() - scoring) / 1000;
+        const used = process.cpuUsage(cpu);
+        this.scoreCpuSeconds = (used.user + used.system) / 1e6;
         if (this.fatal !== undefined) throw this.fatal;
         if (!reachedEnd) {
+          await this.assembling;
+          if (this.fatal !== undefined) throw this.fatal;
           await checkpoint.flush();
           return 'interrupted';
         }
@@ -427,44 +451,50 @@ class JobRun {
       progress.stop();
       io.interrupt?.removeEventListener('abort', onInterrupt);
       if (!finished) {
+        // What is scored gets into the output and the checkpoint; the partial output stays for
+        // the next run.
         await this.assembling.catch(() => undefined);
-        await this.assembly.abandon().catch(() => undefined);
-        await unlink(checkpoint.assemblyPath).catch(() => undefined);
+        await this.assembly.close().catch(() => undefined);
       }
     }
   }
 
-  /** Append every done part that comes next in row order to the output (one append at a time). */
-  private advanceAssembly(): void {
-    const { checkpoint } = this.o;
+  /**
+   * Append every encoded chunk that comes next in row order to the output (one append at a
+   * time), then record it in the checkpoint: the append is on disk before the manifest counts it.
+   */
+  private advanceAssembly(): Promise<void> {
+    const { checkpoint, writer } = this.o;
     this.assembling = this.assembling.then(async () => {
-      while (checkpoint.isDone(this.assembled)) {
+      for (let next = this.encoded.get(this.assembled); next !== undefined; next = this.encoded.get(this.assembled)) {
         const index = this.assembled;
-        const bytes = this.written.get(index);
-        this.written.delete(index);
-        await this.assembly!.append(checkpoint.partPath(index), bytes);
+        this.encoded.delete(index);
+        const state = await this.assembly!.append(next.bytes);
+        writer.reclaim?.(next.bytes);
+        if (writer.keepsState) await checkpoint.saveState(index, state);
+        await checkpoint.markDone(index, next.rows, next.errors, this.assembly!.length);
         this.assembled++;
       }
     });
-    this.assembling.catch((error: unknown) => {
+    const done = this.assembling.catch((error: unknown) => {
       this.fatal ??= error;
     });
+    return done;
   }
 
-  /** Append what is left, finish the output and move it into place; drop the checkpoint. */
+  /** Finish the output and move it into place; drop the checkpoint. */
   private async finishAssembly(): Promise<void> {
     const { checkpoint, source } = this.o;
-    this.advanceAssembly();
     await this.assembling;
-    if (this.assembled !== checkpoint.doneChunks) {
-      throw new TesseraError('INTERNAL', `the checkpoint lists ${checkpoint.doneChunks} parts, but only the first ${this.assembled} are contiguous; rerun with --restart`);
+    if (this.encoded.size > 0 || this.assembled !== checkpoint.doneChunks) {
+      throw new TesseraError('INTERNAL', `${this.encoded.size} scored chunks were never appended to the output; rerun with --restart`);
     }
     const rows = checkpoint.doneRows;
     if (source.totalRows !== undefined && rows !== source.totalRows) {
       throw new TesseraError('INTERNAL', `the checkpoint covers ${rows} rows but the input has ${source.totalRows}; rerun with --restart`);
     }
     await this.assembly!.finish();
-    await rename(checkpoint.assemblyPath, this.o.output);
+    await rename(checkpoint.partialPath, this.o.output);
     await syncDirectory(dirname(this.o.output));
     await checkpoint.remove();
   }
@@ -486,22 +516,38 @@ class JobRun {
       this.fatal ??= error;
     };
     const columns = [...new Set([...mapping.columns, ...plan.passthrough.map((p) => p.column)])];
+    // Feature inputs are packed row-major as chunks are read (by the reader thread, if any);
+    // the job itself then reads only the passthrough columns and those of other inputs.
+    const pack = this.packs;
+    const packedColumns = new Set(pack.flatMap((spec) => spec.columns));
+    const keep = [
+      ...new Set([
+        ...plan.passthrough.map((p) => p.column),
+        ...mapping.bindings.flatMap((b) => (b.source.kind === 'column' ? [b.source.column] : b.source.columns.filter((name) => !packedColumns.has(name)))),
+      ]),
+    ];
     let lastIndex = -1;
     let reachedEnd = true;
     const stopping = (): boolean => this.interrupted || this.fatal !== undefined;
+    const chunks = source.chunks(chunkRows, columns, checkpoint.doneIndices(), { pack, keep });
     try {
-      for await (const chunk of source.chunks(chunkRows, columns, checkpoint.doneIndices())) {
+      for (;;) {
+        // A free slot first, then the next chunk: a chunk is taken from the source only when it
+        // can be scored, so the source (and its reader thread) holds no more than it prefetches.
+        while (scoring.size >= CHUNKS_IN_FLIGHT || writing.size >= WRITES_IN_FLIGHT) await Promise.race([...scoring, ...writing]);
+        if (stopping()) {
+          reachedEnd = false;
+          break;
+        }
+        const next = await chunks.next();
+        if (next.done === true) break;
+        const chunk = next.value;
         if (stopping()) {
           reachedEnd = false;
           break;
         }
         lastIndex = chunk.index;
         if (chunk.skipped) continue;
-        while (scoring.size >= CHUNKS_IN_FLIGHT || writing.size >= WRITES_IN_FLIGHT) await Promise.race([...scoring, ...writing]);
-        if (stopping()) {
-          reachedEnd = false;
-          break;
-        }
         track(
           scoring,
           this.scoreChunk(chunk).then((result) => track(writing, this.writeChunk(result).catch(fail)), fail),
@@ -511,16 +557,45 @@ class JobRun {
       // The input failed mid-way: what is in flight still finishes and is checkpointed.
       fail(error);
       reachedEnd = false;
+    } finally {
+      await chunks.return(undefined).catch(() => undefined);
     }
     while (scoring.size > 0 || writing.size > 0) await Promise.all([...scoring, ...writing]);
     if (reachedEnd && this.fatal === undefined && !this.interrupted) await checkpoint.markEnd(lastIndex);
     return reachedEnd && !this.interrupted;
   }
 
+  /**
+   * Pack the block's feature inputs row-major if its source did not (see pack.ts), into shared
+   * memory the job reuses from chunk to chunk.
+   */
+  private packBlock(block: ChunkBlock): ChunkBlock {
+    const missing = this.packs.filter((spec) => block.packed?.get(spec.input) === undefined);
+    if (missing.length === 0 || block.rowErrors.size > 0) return block;
+    const packed = new Map<string, PackedFeatures>(block.packed ?? []);
+    for (const spec of missing) {
+      const columns = floatColumns(spec.columns.map((name) => block.column(name)), block.rows);
+      if (columns === undefined) continue;
+      packed.set(spec.input, packColumns(spec, columns, block.rows, this.pool.take(packedBytes(spec, block.rows))));
+    }
+    if (packed.size === (block.packed?.size ?? 0)) return block;
+    return { skipped: false, index: block.index, start: block.start, rows: block.rows, rowErrors: block.rowErrors, packed, column: (name) => block.column(name) };
+  }
+
+  /** The block's packed memory is free again (its requests are all answered). */
+  private recycle(original: ChunkBlock, block: ChunkBlock): void {
+    this.o.source.recycle?.(original);
+    for (const [input, features] of block.packed ?? []) {
+      if (original.packed?.get(input) === features) continue;
+      if (features.data.buffer instanceof SharedArrayBuffer) this.pool.give(features.data.buffer);
+    }
+  }
+
   /** Score a chunk's rows: requests of `batchSize` rows, `concurrency` in flight across chunks. */
-  private async scoreChunk(block: InputBlock & { readonly index: number }): Promise<ChunkResult> {
+  private async scoreChunk(original: ChunkBlock): Promise<ChunkResult> {
     const { mapping, plan, batchSize } = this.o;
-    const assembler = new ChunkAssembler(plan, block.index, block);
+    const block = this.packBlock(original);
+    const assembler = new ChunkAssembler(plan, block.index, block, this.columns);
     const encoder = new BlockEncoder(mapping, block);
     this.errors += assembler.errors;
     this.rowsDone += assembler.errors;
@@ -550,16 +625,22 @@ class JobRun {
         }),
       ),
     );
+    // Every request of the chunk is answered (a failed one rejects above, and its chunk's memory
+    // is left to the garbage collector, since other requests of it may still be running).
+    this.recycle(original, block);
     return assembler.finish();
   }
 
-  /** Write a scored chunk's part (atomically, flushed to disk), then record it in the checkpoint. */
+  /**
+   * Encode a scored chunk and have it appended to the output (with the chunks before it), which
+   * records it in the checkpoint. Chunks are written once, into the output itself.
+   */
   private async writeChunk(result: ChunkResult): Promise<void> {
-    const { writer, checkpoint } = this.o;
-    const bytes = await writer.writePart(checkpoint.partPath(result.index), result);
-    await checkpoint.markDone(result.index, result.rows, result.errors);
-    this.written.set(result.index, bytes);
-    this.advanceAssembly();
+    const bytes = await this.o.writer.encodePart(result);
+    // The bytes hold the chunk's values now: its columns serve later chunks.
+    this.columns.giveBack(result);
+    this.encoded.set(result.index, { bytes, rows: result.rows, errors: result.errors });
+    await this.advanceAssembly();
   }
 
   /** Run one request; if the rows are at fault, run them one by one to find the bad ones. */

@@ -11,6 +11,8 @@ import type { Executor, ModelInfo } from './executor.js';
 
 /** Instances a batch job runs a model with when its config does not say. */
 const DEFAULT_INSTANCES = 2;
+/** Batches an instance holds at once: the one it runs and the next. */
+export const BATCHES_PER_INSTANCE = 2;
 
 export interface LocalExecutorOptions {
   readonly repository: string;
@@ -46,7 +48,15 @@ export class LocalExecutor implements Executor {
     const engine = await Engine.start({
       repository: options.repository,
       backends: [new OnnxBackend(), new FakeBackend()],
-      scheduling: { defaultMaxBatchSize: options.batchSize, maxQueueSize: SERVER_DEFAULTS.maxQueueSize, retryAfterSeconds: 1, holdUntilQueued: 0 },
+      scheduling: {
+        defaultMaxBatchSize: options.batchSize,
+        maxQueueSize: SERVER_DEFAULTS.maxQueueSize,
+        retryAfterSeconds: 1,
+        holdUntilQueued: 0,
+        // Each instance gets its next batch while it runs one, so it never waits for the job's
+        // thread to hand it over.
+        batchesPerInstance: BATCHES_PER_INSTANCE,
+      },
       strictReadiness: false,
       drainGraceMs: SERVER_DEFAULTS.shutdownGraceMs,
       controlMode: 'explicit',

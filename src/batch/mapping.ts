@@ -5,6 +5,7 @@ import { formatShape } from '../core/shape.js';
 import type { Tensor, TensorSpec } from '../core/tensor.js';
 import { describeValue } from './columns.js';
 import { inputError, type ColumnInfo, type InputBlock } from './input/source.js';
+import type { PackedFeatures, PackSpec } from './pack.js';
 
 /** Where one model input's values come from. */
 export type InputSourceSpec =
@@ -338,30 +339,67 @@ function storeFor(datatype: DataType, target: NumericArray | Buffer[]): Store {
 export class RequestBuilder {
   rows = 0;
   readonly rowIndex: Int32Array;
-  readonly buffers: (NumericArray | Buffer[])[];
-  readonly stores: Store[];
+  /** Each binding's own buffer, allocated when first written (requests of packed rows need none). */
+  private readonly owned: (NumericArray | Buffer[] | undefined)[];
+  private readonly stores: (Store | undefined)[];
+  /** Views of packed chunk memory standing for a binding's values (all `rows` rows). */
+  private readonly adopted: (Float32Array | Float64Array | undefined)[];
 
   constructor(
     readonly mapping: Mapping,
     readonly capacity: number,
   ) {
     this.rowIndex = new Int32Array(capacity);
-    this.buffers = mapping.bindings.map((binding) =>
-      binding.datatype === 'BYTES' ? new Array<Buffer>(capacity * binding.perRow) : allocate(binding.datatype as NumericDataType, capacity * binding.perRow),
-    );
-    this.stores = mapping.bindings.map((binding, i) => storeFor(binding.datatype, this.buffers[i]!));
+    const count = mapping.bindings.length;
+    this.owned = new Array<undefined>(count);
+    this.stores = new Array<undefined>(count);
+    this.adopted = new Array<undefined>(count);
   }
 
   get full(): boolean {
     return this.rows >= this.capacity;
   }
 
-  /** The request's tensors; the arrays own their buffers (they may be transferred to a worker). */
+  /** Binding `b`'s own buffer (capacity rows). */
+  buffer(b: number): NumericArray | Buffer[] {
+    let buffer = this.owned[b];
+    if (buffer === undefined) {
+      const binding = this.mapping.bindings[b]!;
+      buffer =
+        binding.datatype === 'BYTES' ? new Array<Buffer>(this.capacity * binding.perRow) : allocate(binding.datatype as NumericDataType, this.capacity * binding.perRow);
+      this.owned[b] = buffer;
+    }
+    return buffer;
+  }
+
+  /** A function writing one element of binding `b` into its buffer. */
+  store(b: number): Store {
+    let store = this.stores[b];
+    if (store === undefined) {
+      store = storeFor(this.mapping.bindings[b]!.datatype, this.buffer(b));
+      this.stores[b] = store;
+    }
+    return store;
+  }
+
+  /** Let `view` (the request's rows of packed memory, row-major) stand for binding `b`'s values. */
+  adopt(b: number, view: Float32Array | Float64Array): void {
+    this.adopted[b] = view;
+  }
+
+  /**
+   * The request's tensors. Own buffers go as they are (they may be transferred to a worker);
+   * adopted views of packed shared memory are passed without a copy.
+   */
   tensors(): Tensor[] {
     return this.mapping.bindings.map((binding, i) => {
-      const buffer = this.buffers[i]!;
       const length = this.rows * binding.perRow;
       const shape = this.mapping.batching ? [this.rows, ...binding.rowShape] : [...binding.rowShape];
+      const adopted = this.adopted[i];
+      if (adopted !== undefined) {
+        return { name: binding.input, datatype: binding.datatype, shape, data: adopted.length === length ? adopted : adopted.subarray(0, length) } as Tensor;
+      }
+      const buffer = this.buffer(i);
       if (binding.datatype === 'BYTES') {
         return { name: binding.input, datatype: 'BYTES', shape, data: (buffer as Buffer[]).slice(0, length) };
       }
@@ -372,30 +410,47 @@ export class RequestBuilder {
   }
 }
 
+interface BindingSource {
+  readonly columns: readonly ArrayLike<unknown>[];
+  readonly typed: boolean;
+  readonly single?: ArrayLike<unknown>;
+  /** The binding's values packed row-major for the whole block (see pack.ts). */
+  readonly packed?: PackedFeatures;
+}
+
 /** Per-block accessors of a mapping's columns, looked up once per block. */
 export class BlockEncoder {
-  private readonly sources: { readonly columns: readonly ArrayLike<unknown>[]; readonly typed: boolean; readonly single?: ArrayLike<unknown> }[];
+  private readonly sources: BindingSource[];
+  private readonly allPacked: boolean;
 
   constructor(
     readonly mapping: Mapping,
     readonly block: InputBlock,
   ) {
-    this.sources = mapping.bindings.map((binding) => {
+    this.sources = mapping.bindings.map((binding): BindingSource => {
       if (binding.source.kind === 'column') return { columns: [], typed: false, single: block.column(binding.source.column) };
+      const packed = block.packed?.get(binding.input);
+      if (packed !== undefined && packed.perRow === binding.perRow) return { columns: [], typed: false, packed };
       const columns = binding.source.columns.map((name) => block.column(name));
       const typed =
         (binding.datatype === 'FP32' || binding.datatype === 'FP64') &&
         columns.every((values) => values instanceof Float32Array || values instanceof Float64Array);
       return { columns, typed };
     });
+    this.allPacked = this.sources.every((source) => source.packed !== undefined) && block.rowErrors.size === 0;
   }
 
   /**
    * Encode rows [from, to) into an empty `builder` (capacity >= to - from), skipping rows for
-   * which `skip(r)` is true and reporting bad ones to `bad`. Feature columns that are all typed
-   * float arrays are copied column by column (sequential reads); anything else row by row.
+   * which `skip(r)` is true and reporting bad ones to `bad`. Packed inputs are taken as views
+   * when every row of the range goes (no copy); feature columns that are all typed float arrays
+   * are copied column by column (sequential reads); anything else row by row.
    */
   encodeRange(from: number, to: number, builder: RequestBuilder, skip: (r: number) => boolean, bad: (r: number, problem: string) => void): void {
+    if (this.allPacked) {
+      this.encodePacked(from, to, builder, skip, bad);
+      return;
+    }
     if (!this.sources.every((source) => source.typed) || this.block.rowErrors.size > 0) {
       for (let r = from; r < to; r++) {
         if (skip(r)) continue;
@@ -410,7 +465,7 @@ export class BlockEncoder {
     for (let b = 0; b < bindings.length; b++) {
       const binding = bindings[b]!;
       const per = binding.perRow;
-      const out = builder.buffers[b] as Float32Array;
+      const out = builder.buffer(b) as Float32Array;
       const columns = this.sources[b]!.columns;
       for (let j = 0; j < columns.length; j++) {
         const column = columns[j] as Float32Array;
@@ -436,7 +491,7 @@ export class BlockEncoder {
       if (rows !== i) {
         for (let b = 0; b < bindings.length; b++) {
           const per = bindings[b]!.perRow;
-          const out = builder.buffers[b] as Float32Array;
+          const out = builder.buffer(b) as Float32Array;
           out.copyWithin(rows * per, i * per, (i + 1) * per);
         }
       }
@@ -444,6 +499,32 @@ export class BlockEncoder {
       rows++;
     }
     builder.rows = rows;
+  }
+
+  /** Every input packed: views of the packed rows when all of them go, else the good rows copied. */
+  private encodePacked(from: number, to: number, builder: RequestBuilder, skip: (r: number) => boolean, bad: (r: number, problem: string) => void): void {
+    const sources = this.sources;
+    const problems = sources.filter((source) => source.packed!.problems.size > 0).map((source) => source.packed!.problems);
+    let clean = true;
+    for (let r = from; r < to && clean; r++) {
+      if (skip(r)) clean = false;
+      for (let p = 0; p < problems.length && clean; p++) if (problems[p]!.has(r)) clean = false;
+    }
+    if (!clean) {
+      for (let r = from; r < to; r++) {
+        if (skip(r)) continue;
+        const problem = this.encodeRow(r, builder);
+        if (problem !== undefined) bad(r, problem);
+      }
+      return;
+    }
+    for (let b = 0; b < sources.length; b++) {
+      const { data, perRow } = sources[b]!.packed!;
+      builder.adopt(b, data.subarray(from * perRow, to * perRow));
+    }
+    const n = to - from;
+    for (let i = 0; i < n; i++) builder.rowIndex[i] = from + i;
+    builder.rows = n;
   }
 
   /**
@@ -459,14 +540,21 @@ export class BlockEncoder {
       const binding = bindings[b]!;
       const source = this.sources[b]!;
       const base = row * binding.perRow;
+      if (source.packed !== undefined) {
+        const problem = source.packed.problems.get(r);
+        if (problem !== undefined) return problem;
+        const per = binding.perRow;
+        (builder.buffer(b) as Float32Array).set(source.packed.data.subarray(r * per, (r + 1) * per), base);
+        continue;
+      }
       if (source.single !== undefined) {
-        const problem = this.encodeColumn(binding, source.single[r], builder.stores[b]!, base);
+        const problem = this.encodeColumn(binding, source.single[r], builder.store(b), base);
         if (problem !== undefined) return problem;
         continue;
       }
       const columns = source.columns;
       if (source.typed) {
-        const out = builder.buffers[b] as Float32Array;
+        const out = builder.buffer(b) as Float32Array;
         for (let j = 0; j < columns.length; j++) {
           const value = (columns[j] as Float32Array)[r]!;
           if (!Number.isFinite(value)) return `feature '${featureName(binding, j)}': ${value} is not a finite number`;
@@ -474,7 +562,7 @@ export class BlockEncoder {
         }
         continue;
       }
-      const store = builder.stores[b]!;
+      const store = builder.store(b);
       for (let j = 0; j < columns.length; j++) {
         const value = columns[j]![r];
         if (value === null || value === undefined || (binding.datatype !== 'BYTES' && isMissing(value))) return `feature '${featureName(binding, j)}' is missing`;
@@ -504,6 +592,21 @@ export class BlockEncoder {
     }
     return undefined;
   }
+}
+
+/**
+ * The feature inputs of a mapping that can be packed row-major (pack.ts): FP32/FP64 inputs fed
+ * by feature columns, read from a typed input (Parquet; text formats are parsed row by row).
+ */
+export function packSpecs(mapping: Mapping): PackSpec[] {
+  if (!mapping.batching) return [];
+  const specs: PackSpec[] = [];
+  for (const binding of mapping.bindings) {
+    if (binding.source.kind !== 'features') continue;
+    if (binding.datatype !== 'FP32' && binding.datatype !== 'FP64') continue;
+    specs.push({ input: binding.input, columns: binding.source.columns, datatype: binding.datatype });
+  }
+  return specs;
 }
 
 function featureName(binding: InputBinding, j: number): string {

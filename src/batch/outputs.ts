@@ -240,6 +240,42 @@ function copyTyped(values: ArrayLike<unknown>, target: ColumnValues, kind: Colum
   return false;
 }
 
+/**
+ * Typed column storage kept for reuse: a chunk's output columns are taken from here and given
+ * back once its part is written, so that later chunks write into memory already in use.
+ */
+export class ColumnPool {
+  private readonly free = new Map<string, ColumnValues[]>();
+  private count = 0;
+
+  constructor(private readonly limit = 128) {}
+
+  take(kind: ColumnKind, rows: number): ColumnValues {
+    if (kind !== 'string') {
+      const reused = this.free.get(`${kind}:${rows}`)?.pop();
+      if (reused !== undefined) {
+        this.count--;
+        return reused;
+      }
+    }
+    return storageFor(kind, rows);
+  }
+
+  /** Give back the typed columns of a written chunk. */
+  giveBack(chunk: ChunkResult): void {
+    for (const column of chunk.columns) {
+      const values = column.values;
+      if (Array.isArray(values) || this.count >= this.limit) continue;
+      const key = `${column.spec.kind}:${chunk.rows}`;
+      let list = this.free.get(key);
+      if (list === undefined) this.free.set(key, (list = []));
+      if (list.includes(values)) continue;
+      list.push(values);
+      this.count++;
+    }
+  }
+}
+
 function storageFor(kind: ColumnKind, rows: number): ColumnValues {
   switch (kind) {
     case 'float32':
@@ -285,25 +321,24 @@ export class ChunkAssembler {
   private readonly prediction: Column | undefined;
   private readonly label: Column | undefined;
   private readonly confidence: Column | undefined;
-  private readonly error: (string | null)[];
-  private readonly errorColumn: Column;
+  /** The `error` column: empty (every row null) until a row fails. */
+  private error: (string | null)[] = NO_ERRORS;
   private errorCount = 0;
 
   constructor(
     private readonly plan: OutputPlan,
     readonly index: number,
     readonly block: InputBlock,
+    pool?: ColumnPool,
   ) {
     const rows = block.rows;
-    const column = (spec: ColumnSpec): Column => new Column(spec, storageFor(spec.kind, rows), rows);
+    const column = (spec: ColumnSpec): Column => new Column(spec, pool?.take(spec.kind, rows) ?? storageFor(spec.kind, rows), rows);
     this.passthrough = plan.passthrough.map((p) => column({ name: p.column, kind: p.kind }));
     this.raw = plan.raw.map((r) => r.columns.map(column));
     const byName = (name: string): ColumnSpec | undefined => plan.columns.find((c) => c.name === name);
     this.prediction = plan.classify === undefined ? undefined : column(byName('prediction')!);
     this.label = plan.labels === undefined || plan.classify === undefined ? undefined : column(byName('label')!);
     this.confidence = plan.classify === undefined ? undefined : column(byName('confidence')!);
-    this.errorColumn = column({ name: 'error', kind: 'string' });
-    this.error = this.errorColumn.values as (string | null)[];
     this.copyPassthrough();
   }
 
@@ -333,11 +368,12 @@ export class ChunkAssembler {
 
   /** Whether row `r` already has an error. */
   hasFailed(r: number): boolean {
-    return this.error[r] !== null;
+    return this.error[r] != null;
   }
 
   /** Mark row `r` as failed with `message` (its outputs are null). */
   fail(r: number, message: string): void {
+    if (this.error === NO_ERRORS) this.error = new Array<string | null>(this.block.rows).fill(null);
     if (this.error[r] === null) this.errorCount++;
     this.error[r] = message;
     for (const columns of this.raw) for (const column of columns) column.setNull(r);
@@ -375,6 +411,10 @@ export class ChunkAssembler {
       const label = this.label?.values as (string | null)[] | undefined;
       const data = tensor.data;
       const half = tensor.datatype === 'FP16';
+      if (data instanceof Float32Array && label === undefined) {
+        argmax32(data, rowIndex, rows, width, prediction, confidence);
+        return;
+      }
       for (let i = 0; i < rows; i++) {
         const r = rowIndex[i]!;
         let best = 0;
@@ -405,11 +445,33 @@ export class ChunkAssembler {
       ...(this.prediction === undefined ? [] : [this.prediction.vector()]),
       ...(this.label === undefined ? [] : [this.label.vector()]),
       ...(this.confidence === undefined ? [] : [this.confidence.vector()]),
-      { spec: this.errorColumn.spec, values: this.error, nulls: undefined },
+      { spec: ERROR_COLUMN, values: this.error, nulls: undefined },
     ];
     return { index: this.index, start: this.block.start, rows: this.block.rows, errors: this.errorCount, columns };
   }
 }
+
+/** prediction / confidence of FP32 outputs (the common case), in a loop of its own that stays monomorphic. */
+function argmax32(data: Float32Array, rowIndex: Int32Array, rows: number, width: number, prediction: Int32Array, confidence: Float32Array | Float64Array): void {
+  for (let i = 0, at = 0; i < rows; i++, at += width) {
+    let best = 0;
+    let max = data[at]!;
+    for (let j = 1; j < width; j++) {
+      const value = data[at + j]!;
+      if (value > max) {
+        max = value;
+        best = j;
+      }
+    }
+    const r = rowIndex[i]!;
+    prediction[r] = best;
+    confidence[r] = max;
+  }
+}
+
+/** The `error` column of a chunk without errors: no values (every row null). */
+const NO_ERRORS: (string | null)[] = [];
+const ERROR_COLUMN: ColumnSpec = { name: 'error', kind: 'string' };
 
 function scatter(tensor: Tensor, columns: readonly Column[], rowIndex: Int32Array, rows: number, width: number): void {
   const data = tensor.data;

@@ -145,7 +145,7 @@ export function batchProgramCommand(): Command {
     .option('--classify <output>', "output whose argmax is 'prediction' (with 'label' and 'confidence'); 'none' to skip (default: the first output with 2+ values per row)")
     .option('--labels <file>', "class labels, one per line (default: the model's labels.txt)")
     .option('--batch-size <n>', 'rows per request (default 1024 in-process, 256 remote; capped by the model max_batch_size for remote)')
-    .option('--concurrency <n>', 'requests in flight (default: 2 per instance in-process, 4 remote)')
+    .option('--concurrency <n>', 'requests in flight (default: 3 per instance in-process, 4 remote)')
     .option('--instances <n>', "in-process model instances (worker threads) (default: the model config's instance_group, else 2)")
     .option('--intra-op-threads <n>', "in-process onnxruntime threads per instance (default: the model config's intra_op_thread_count, else cores / instances)")
     .option('--chunk-rows <n>', 'rows per checkpointed part (default 65536, rounded up to a multiple of the batch size)')

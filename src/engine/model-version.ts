@@ -26,6 +26,8 @@ export interface SchedulingDefaults {
   readonly maxQueueSize: number;
   readonly retryAfterSeconds: number;
   readonly holdUntilQueued: number;
+  /** Batches handed to an instance at once (Scheduler's batchesPerInstance); default 1. */
+  readonly batchesPerInstance?: number;
 }
 
 /**
@@ -206,6 +208,7 @@ export class ModelVersion {
       allowTimeoutOverride: queuePolicy?.allow_timeout_override ?? true,
       retryAfterSeconds: defaults.retryAfterSeconds,
       holdUntilQueued: defaults.holdUntilQueued,
+      ...(defaults.batchesPerInstance === undefined ? {} : { batchesPerInstance: defaults.batchesPerInstance }),
       stats: this.stats,
     });
   }

@@ -151,7 +151,7 @@ export class SessionInstance implements BackendInstance {
 /**
  * The wire form of a tensor. Numeric data is transferred, so it must own its whole buffer:
  * a view into a larger buffer (a pooled Buffer, a slice of a request body) is copied first,
- * since transferring would detach the rest of that buffer.
+ * since transferring would detach the rest of that buffer. Views of shared memory are shared.
  */
 function toWire(tensor: Tensor): WireTensor {
   if (tensor.datatype === 'BYTES') {
@@ -164,6 +164,9 @@ function toWire(tensor: Tensor): WireTensor {
     return { name: tensor.name, datatype: 'BYTES', shape: tensor.shape, data: tensor.data.map((b) => b.toString('utf8')) };
   }
   const data = tensor.data;
+  // A view of shared memory (batch jobs pack their rows there) crosses as it is: posting it
+  // neither copies nor detaches anything; the worker copies it for onnxruntime.
+  if (data.buffer instanceof SharedArrayBuffer) return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data };
   const ownsBuffer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
   return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data: ownsBuffer ? data : (data.slice() as NumericArray) };
 }

@@ -1,7 +1,8 @@
 /**
  * A worker thread that owns one onnxruntime session (one model instance). onnxruntime-node's
  * `session.run()` computes on the calling thread, so running it here keeps the server's event
- * loop free. The main thread sends at most one `run` at a time.
+ * loop free. The main thread sends one `run` at a time (or, for batch jobs, queues the next
+ * while one runs: runs then execute one after the other, in order).
  */
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
@@ -76,12 +77,26 @@ async function load(modelPath: string, settings: SessionSettings): Promise<void>
   }
 }
 
-function toOrt(tensor: WireTensor): ort.Tensor {
+/** Buffers that views of shared memory are copied into for onnxruntime, reused from run to run. */
+const unshared: ArrayBuffer[] = [];
+
+function toOrt(tensor: WireTensor, taken: ArrayBuffer[]): ort.Tensor {
   if (tensor.datatype === 'BYTES') {
     return new ort.Tensor('string', tensor.data as string[], tensor.shape);
   }
   const type = ORT_TYPE[tensor.datatype] as ort.Tensor.Type;
-  return new ort.Tensor(type as 'float32', tensor.data as Float32Array, tensor.shape);
+  let data = tensor.data as Float32Array;
+  if (data.buffer instanceof SharedArrayBuffer) {
+    // onnxruntime-node refuses shared memory: copy into a buffer of this run's own (given back
+    // once the run has returned; with runs queued at the worker, each has its own).
+    const at = unshared.findIndex((buffer) => buffer.byteLength >= data.byteLength);
+    const buffer = at === -1 ? new ArrayBuffer(data.byteLength) : unshared.splice(at, 1)[0]!;
+    taken.push(buffer);
+    const copy = new (data.constructor as Float32ArrayConstructor)(buffer, 0, data.length);
+    copy.set(data);
+    data = copy;
+  }
+  return new ort.Tensor(type as 'float32', data, tensor.shape);
 }
 
 function fromOrt(name: string, tensor: ort.Tensor): WireTensor {
@@ -95,11 +110,12 @@ function fromOrt(name: string, tensor: ort.Tensor): WireTensor {
 }
 
 async function run(id: number, inputs: readonly WireTensor[], outputNames: readonly string[]): Promise<void> {
+  const taken: ArrayBuffer[] = [];
   try {
     if (session === undefined) throw new Error('no session is loaded');
     const t0 = process.hrtime.bigint();
     const feeds: Record<string, ort.Tensor> = {};
-    for (const input of inputs) feeds[input.name] = toOrt(input);
+    for (const input of inputs) feeds[input.name] = toOrt(input, taken);
     const t1 = process.hrtime.bigint();
     const results = await session.run(feeds, outputNames as string[]);
     const t2 = process.hrtime.bigint();
@@ -115,6 +131,8 @@ async function run(id: number, inputs: readonly WireTensor[], outputNames: reado
     );
   } catch (error) {
     send({ kind: 'failed', id, message: error instanceof Error ? error.message : String(error) });
+  } finally {
+    unshared.push(...taken);
   }
 }
 

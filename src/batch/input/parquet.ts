@@ -1,9 +1,17 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { parquetMetadataAsync, parquetRead, parquetSchema, type AsyncBuffer, type ColumnData, type FileMetaData } from 'hyparquet';
-import { ColumnarBlock, inputError, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
+import { parquetMetadataAsync, parquetRead, parquetSchema, type AsyncBuffer, type ColumnData, type ColumnMetaData, type FileMetaData, type RowGroup, type SchemaElement } from 'hyparquet';
+import { floatColumns, packedBytes, packedView, packRows, type PackedFeatures, type PackSpec, type SharedPool } from '../pack.js';
+import { decodeFlatColumn, flatDecodable, type FlatArray } from './parquet-flat.js';
+import { ColumnarBlock, inputError, type ChunkOptions, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
 
 /** Columns decoded per read (one task each). */
 const COLUMNS_PER_READ = 8;
+
+/** Bytes of neighbouring column chunks read at once. */
+const MAX_READ_BYTES = 4 * 1024 * 1024;
+
+/** Spare arrays kept for reuse when reading transient chunks (two windows of 64 columns, and then some). */
+const SPARE_ARRAYS = 256;
 
 /** Largest slice of a row group decoded at once when the file has page (offset) indexes. */
 const MAX_WINDOW_ROWS = 131_072;
@@ -24,6 +32,18 @@ export class ParquetSource implements InputSource {
   private consumed = 0;
   private window: Window | undefined;
   private readonly groupStarts: number[];
+  /** Schema elements of the top-level columns, by name. */
+  private readonly elements: Map<string, SchemaElement>;
+  private readBuffer = new Uint8Array(0);
+  private reading = false;
+  /** Reading transient chunks (ChunkOptions.transient): arrays are reused from chunk to chunk. */
+  private transient = false;
+  /** Packing a chunk (readPacked): a window is done with once the next is read. */
+  private consuming = false;
+  /** Arrays this source allocated, free for reuse; those lent to the last chunk; all it allocated. */
+  private readonly spare: FlatArray[] = [];
+  private readonly lent: ArrayLike<unknown>[] = [];
+  private readonly ours = new WeakSet<object>();
 
   private constructor(
     readonly path: string,
@@ -33,6 +53,7 @@ export class ParquetSource implements InputSource {
     readonly columns: readonly ColumnInfo[],
   ) {
     this.groupStarts = [];
+    this.elements = new Map(parquetSchema(metadata).children.filter((child) => child.children.length === 0).map((child) => [child.element.name, child.element]));
     let start = 0;
     for (const group of metadata.row_groups) {
       this.groupStarts.push(start);
@@ -83,29 +104,140 @@ export class ParquetSource implements InputSource {
     return new ColumnarBlock(0, 0, end, await this.readRange(0, end, columns), new Map());
   }
 
-  async *chunks(chunkRows: number, columns: readonly string[], done: ReadonlySet<number>): AsyncGenerator<ChunkBlock | SkippedChunk> {
+  async *chunks(chunkRows: number, columns: readonly string[], done: ReadonlySet<number>, options: ChunkOptions = {}): AsyncGenerator<ChunkBlock | SkippedChunk> {
     const total = this.totalRows;
-    for (let index = 0; index * chunkRows < total; index++) {
-      const start = index * chunkRows;
-      const end = Math.min(total, start + chunkRows);
-      if (done.has(index)) {
-        yield { skipped: true, index, rows: end - start };
-        continue;
+    this.transient = options.transient === true;
+    try {
+      for (let index = 0; index * chunkRows < total; index++) {
+        const start = index * chunkRows;
+        const end = Math.min(total, start + chunkRows);
+        if (done.has(index)) {
+          yield { skipped: true, index, rows: end - start };
+          continue;
+        }
+        // The caller is done with the chunk before (transient): its arrays can be reused.
+        for (const values of this.lent.splice(0)) this.giveBack(values);
+        const { pack, pool } = options;
+        if (pack !== undefined && pack.length > 0 && pool !== undefined) {
+          const packed = await this.readPacked(index, start, end, columns, pack, options.keep ?? columns, pool);
+          if (packed !== undefined) {
+            yield packed;
+            continue;
+          }
+        }
+        const data = await this.readRange(start, end, columns);
+        yield new ColumnarBlock(index, start, end - start, data, new Map());
       }
-      const data = await this.readRange(start, end, columns);
-      yield new ColumnarBlock(index, start, end - start, data, new Map());
+    } finally {
+      this.window = undefined;
+      this.transient = false;
+      this.spare.length = 0;
+      this.lent.length = 0;
     }
-    this.window = undefined;
+  }
+
+  /**
+   * A chunk with its feature inputs packed straight from the decoded row groups into shared
+   * memory (see pack.ts), window by window, and only the `keep` columns copied out; undefined
+   * when some feature column is not a float column (the caller reads the chunk the usual way).
+   * Reading transient chunks, a window's memory is reused as soon as the next one is read.
+   */
+  private async readPacked(
+    index: number,
+    start: number,
+    end: number,
+    columns: readonly string[],
+    pack: readonly PackSpec[],
+    keep: readonly string[],
+    pool: SharedPool,
+  ): Promise<ColumnarBlock | undefined> {
+    const rows = end - start;
+    const memories = pack.map((spec) => pool.take(packedBytes(spec, rows)));
+    const targets = pack.map((spec, i) => packedView(spec, rows, memories[i]!));
+    const problems = pack.map(() => new Map<number, string>());
+    const kept = new Map<string, { [i: number]: unknown; length: number }>();
+    this.consuming = true;
+    try {
+      for (let at = start; at < end; ) {
+        const window = await this.windowAt(at, end, columns);
+        const to = Math.min(end, window.end);
+        const from = at - window.start;
+        const n = to - at;
+        for (let i = 0; i < pack.length; i++) {
+          const spec = pack[i]!;
+          const values = floatColumns(spec.columns.map((name) => slice(window.columns.get(name) ?? [], from, from + n)), n);
+          if (values === undefined) {
+            for (const memory of memories) pool.give(memory);
+            return undefined;
+          }
+          packRows(spec, values, n, targets[i]!, at - start, problems[i]!);
+        }
+        for (const name of keep) {
+          const values = window.columns.get(name);
+          if (values === undefined) continue;
+          let out = kept.get(name);
+          if (out === undefined) {
+            out = ArrayBuffer.isView(values) ? new (values.constructor as new (n: number) => Float32Array)(rows) : new Array<unknown>(rows);
+            kept.set(name, out);
+          }
+          if (ArrayBuffer.isView(out) && ArrayBuffer.isView(values) && out.constructor === values.constructor) {
+            (out as Float32Array).set((values as unknown as Float32Array).subarray(from, from + n), at - start);
+          } else {
+            for (let r = 0; r < n; r++) out[at - start + r] = values[from + r];
+          }
+        }
+        at = to;
+      }
+    } finally {
+      this.consuming = false;
+    }
+    const packed = new Map<string, PackedFeatures>(pack.map((spec, i) => [spec.input, { data: targets[i]!, perRow: spec.columns.length, problems: problems[i]! }]));
+    return new ColumnarBlock(index, start, rows, kept as Map<string, ArrayLike<unknown>>, new Map(), packed);
+  }
+
+  /** A typed array of `rows` values for decoding or assembling: a spare one when reading transient chunks. */
+  private allocate = <T extends FlatArray>(ctor: new (n: number) => T, rows: number): T => {
+    if (this.transient) {
+      const at = this.spare.findIndex((values) => values.constructor === ctor && values.length === rows);
+      if (at !== -1) return this.spare.splice(at, 1)[0] as T;
+    }
+    const values = new ctor(rows);
+    this.ours.add(values);
+    return values;
+  };
+
+  /** Keep an array this source allocated for reuse (transient chunks only). */
+  private giveBack(values: unknown): void {
+    if (!this.transient || !this.ours.has(values as object) || this.spare.length >= SPARE_ARRAYS || this.spare.includes(values as FlatArray)) return;
+    this.spare.push(values as FlatArray);
+  }
+
+  private releaseWindow(window: Window): void {
+    for (const values of window.columns.values()) this.giveBack(values);
   }
 
   /** Columns of rows [start, end), assembled from as many windows as the range spans. */
   private async readRange(start: number, end: number, columns: readonly string[]): Promise<Map<string, ArrayLike<unknown>>> {
+    const previous = this.window;
     const pieces: Window[] = [];
     for (let at = start; at < end; ) {
       const window = await this.windowAt(at, end, columns);
       pieces.push(window);
       at = window.end;
     }
+    const result = this.assembleRange(pieces, start, end, columns);
+    if (this.transient) {
+      // Windows this range no longer needs (their rows are in `result`, copied) are reused.
+      const current = this.window;
+      const done = new Set([previous, ...pieces]);
+      done.delete(current);
+      for (const window of done) if (window !== undefined) this.releaseWindow(window);
+      for (const values of result.values()) if (!(current?.columns !== undefined && [...current.columns.values()].includes(values))) this.lent.push(values);
+    }
+    return result;
+  }
+
+  private assembleRange(pieces: readonly Window[], start: number, end: number, columns: readonly string[]): Map<string, ArrayLike<unknown>> {
     const result = new Map<string, ArrayLike<unknown>>();
     for (const name of columns) {
       const parts = pieces.map((window) => ({ window, values: window.columns.get(name)! }));
@@ -120,6 +252,7 @@ export class ParquetSource implements InputSource {
           parts.map(({ window, values }) => ({ columnName: name, columnData: values as ColumnData['columnData'], rowStart: window.start, rowEnd: window.end })),
           start,
           end,
+          this.allocate,
         ),
       );
     }
@@ -131,6 +264,8 @@ export class ParquetSource implements InputSource {
     const current = this.window;
     if (current !== undefined && at >= current.start && at < current.end && columns.every((name) => current.columns.has(name))) return current;
     this.window = undefined;
+    // Packing transient chunks, the rows of the window being left are already copied out.
+    if (this.consuming && this.transient && current !== undefined) this.releaseWindow(current);
     const group = this.groupIndexOf(at);
     const groupStart = this.groupStarts[group]!;
     const rowGroup = this.metadata.row_groups[group]!;
@@ -145,12 +280,22 @@ export class ParquetSource implements InputSource {
   }
 
   private async readWindow(start: number, end: number, columns: readonly string[], groupBytes: bigint): Promise<Window> {
+    const assembled = new Map<string, ArrayLike<unknown>>();
+    // Whole row groups: flat numeric columns are decoded by the fast path, straight into one
+    // typed array each; the rest (and any column it turns down) by hyparquet.
+    const group = this.groupIndexOf(start);
+    const groupStart = this.groupStarts[group]!;
+    const rowGroup = this.metadata.row_groups[group]!;
+    let rest = columns;
+    if (start === groupStart && end === groupStart + Number(rowGroup.num_rows)) {
+      for (const [name, values] of await this.readFlatColumns(rowGroup, columns, end - start)) assembled.set(name, values);
+      rest = columns.filter((name) => !assembled.has(name));
+    }
     // A few columns per read, all reads under way at once: each group of columns decodes in its
     // own task as its bytes arrive, so the event loop (which feeds the model instances) never
     // stalls for a whole row group's decoding.
-    const assembled = new Map<string, ArrayLike<unknown>>();
     const groups: string[][] = [];
-    for (let i = 0; i < columns.length; i += COLUMNS_PER_READ) groups.push(columns.slice(i, i + COLUMNS_PER_READ));
+    for (let i = 0; i < rest.length; i += COLUMNS_PER_READ) groups.push(rest.slice(i, i + COLUMNS_PER_READ));
     await Promise.all(
       groups.map(async (names) => {
         const chunks = new Map<string, ColumnData[]>(names.map((name) => [name, []]));
@@ -167,11 +312,76 @@ export class ParquetSource implements InputSource {
         } catch (error) {
           throw inputError(`cannot read rows ${start}-${end - 1} of ${this.path} (columns ${names.join(', ')}): ${(error as Error).message}`, error);
         }
-        for (const [name, pieces] of chunks) assembled.set(name, assemble(pieces, start, end));
+        for (const [name, pieces] of chunks) assembled.set(name, assemble(pieces, start, end, this.allocate));
       }),
     );
     this.consumed = Math.min(this.byteLength, this.consumed + Number(groupBytes) * ((end - start) / Math.max(1, this.rowsOfGroupAt(start))));
     return { start, end, columns: assembled };
+  }
+
+  /**
+   * The columns of a whole row group the fast path decodes (see parquet-flat.ts): their bytes
+   * are read at once (one read when they lie close together, as they usually do), into a buffer
+   * reused from group to group.
+   */
+  private async readFlatColumns(rowGroup: RowGroup, columns: readonly string[], rows: number): Promise<Map<string, ArrayLike<unknown>>> {
+    const decoded = new Map<string, ArrayLike<unknown>>();
+    const wanted: { name: string; element: SchemaElement; meta: ColumnMetaData; start: number; end: number }[] = [];
+    for (const name of columns) {
+      const element = this.elements.get(name);
+      const chunk = rowGroup.columns.find((column) => column.meta_data?.path_in_schema.length === 1 && column.meta_data.path_in_schema[0] === name);
+      const meta = chunk?.meta_data;
+      if (element === undefined || meta === undefined || !flatDecodable(element, meta)) continue;
+      const first = meta.dictionary_page_offset !== undefined && meta.dictionary_page_offset > 0n && meta.dictionary_page_offset < meta.data_page_offset ? meta.dictionary_page_offset : meta.data_page_offset;
+      const from = Number(first);
+      const to = from + Number(meta.total_compressed_size);
+      if (to > this.file.byteLength) continue;
+      wanted.push({ name, element, meta, start: from, end: to });
+    }
+    if (wanted.length === 0) return decoded;
+    wanted.sort((a, b) => a.start - b.start);
+    // Neighbouring column chunks are read together, a few MiB at a time: few reads, and a small
+    // read buffer (reused from read to read).
+    const ranges: { start: number; end: number }[] = [];
+    for (const column of wanted) {
+      const last = ranges[ranges.length - 1];
+      if (last !== undefined && column.start >= last.end && column.start - last.end <= 65_536 && column.end - last.start <= MAX_READ_BYTES) last.end = column.end;
+      else ranges.push({ start: column.start, end: column.end });
+    }
+    for (const range of ranges) {
+      const bytes = await this.readBytes(range.start, range.end);
+      for (const column of wanted) {
+        if (column.start < range.start || column.end > range.end) continue;
+        const values = decodeFlatColumn(bytes.subarray(column.start - range.start, column.end - range.start), column.element, column.meta, rows, this.allocate);
+        if (values !== undefined) decoded.set(column.name, values);
+      }
+    }
+    return decoded;
+  }
+
+  /** Bytes [start, end) of the file, in the reused read buffer (valid until the next call). */
+  private async readBytes(start: number, end: number): Promise<Uint8Array> {
+    const length = end - start;
+    if (this.readBuffer.length < length) this.readBuffer = new Uint8Array(Math.max(length, Math.ceil(this.readBuffer.length * 1.25)));
+    // Reads do not overlap (windows are read one after another); if one ever did, it gets its own buffer.
+    const view = this.reading ? new Uint8Array(length) : this.readBuffer.subarray(0, length);
+    this.reading = true;
+    try {
+      await this.fill(view, start);
+    } finally {
+      if (view.buffer === this.readBuffer.buffer) this.reading = false;
+    }
+    return view;
+  }
+
+  private async fill(view: Uint8Array, start: number): Promise<void> {
+    const length = view.length;
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await this.handle.read(view, done, length - done, start + done);
+      if (bytesRead === 0) throw inputError(`cannot read ${this.path}: unexpected end of file at byte ${start + done}`);
+      done += bytesRead;
+    }
   }
 
   private groupIndexOf(row: number): number {
@@ -216,7 +426,7 @@ function fileBuffer(handle: FileHandle, size: number): AsyncBuffer {
 }
 
 /** One contiguous array for rows [start, end) from decoded chunks that may overhang it. */
-function assemble(chunks: readonly ColumnData[], start: number, end: number): ArrayLike<unknown> {
+function assemble(chunks: readonly ColumnData[], start: number, end: number, allocate: <T extends FlatArray>(ctor: new (n: number) => T, rows: number) => T): ArrayLike<unknown> {
   const rows = end - start;
   const first = chunks[0];
   if (chunks.length === 1 && first !== undefined && first.rowStart <= start && first.rowEnd >= end) {
@@ -225,7 +435,9 @@ function assemble(chunks: readonly ColumnData[], start: number, end: number): Ar
   const ctor = chunks.every((chunk) => ArrayBuffer.isView(chunk.columnData) && chunk.columnData.constructor === first?.columnData.constructor)
     ? (first?.columnData.constructor as (new (n: number) => { [i: number]: unknown; length: number }) | undefined)
     : undefined;
-  const out: { [i: number]: unknown; length: number } = ctor !== undefined ? new ctor(rows) : new Array<unknown>(rows);
+  const flat = ctor === Float32Array || ctor === Float64Array || ctor === Int32Array || ctor === BigInt64Array;
+  const out: { [i: number]: unknown; length: number } =
+    ctor === undefined ? new Array<unknown>(rows) : flat ? allocate(ctor as unknown as new (n: number) => FlatArray, rows) : new ctor(rows);
   for (const chunk of chunks) {
     const from = Math.max(start, chunk.rowStart);
     const to = Math.min(end, chunk.rowEnd);

@@ -4,14 +4,17 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { toTesseraError } from '../../core/errors.js';
+import { floatColumns, packColumns, packedBytes, SharedPool } from '../pack.js';
 import { openSource } from './open.js';
-import type { FromReader, ToReader } from './threaded.js';
+import type { FromReader, ToReader, WirePacked } from './threaded.js';
 
 const port = parentPort;
 if (port === null) throw new Error('reader-worker must run in a worker thread');
 
 let credits = 0;
 let wake: (() => void) | undefined;
+/** Shared memory of packed chunks, given back by the job once it is done with them. */
+const pool = new SharedPool();
 
 function send(message: FromReader, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
@@ -30,17 +33,43 @@ function portable(values: ArrayLike<unknown>, transfer: ArrayBuffer[]): unknown 
 async function run(message: Extract<ToReader, { kind: 'start' }>): Promise<void> {
   const source = await openSource(message.path, message.format, message.csvDelimiter);
   try {
-    for await (const chunk of source.chunks(message.chunkRows, message.columns, new Set(message.done))) {
+    // Everything sent is copied out of the chunk (packed, or copied for transfer): transient.
+    const options = { transient: true, pool, ...(message.pack === undefined ? {} : { pack: message.pack }), ...(message.keep === undefined ? {} : { keep: message.keep }) };
+    const chunks = source.chunks(message.chunkRows, message.columns, new Set(message.done), options);
+    for (;;) {
+      // Read (and pack) the next chunk only with a credit for it: no more memory is held than
+      // the job lets the reader decode ahead.
+      while (credits === 0) await new Promise<void>((resolve) => (wake = resolve));
+      const next = await chunks.next();
+      if (next.done === true) break;
+      const chunk = next.value;
       if (chunk.skipped) {
         send({ kind: 'skipped', index: chunk.index, rows: chunk.rows, bytesRead: source.bytesRead() });
         continue;
       }
-      while (credits === 0) await new Promise<void>((resolve) => (wake = resolve));
       credits--;
+      // Feature inputs are packed here, into shared memory; their columns then stay here too.
+      const packed: WirePacked[] = [];
+      const wanted = new Set(message.keep ?? message.columns);
+      for (const spec of message.pack ?? []) {
+        // Packed by the source already (Parquet packs as it decodes).
+        const done = chunk.packed?.get(spec.input);
+        if (done !== undefined) {
+          packed.push({ input: spec.input, data: done.data, perRow: done.perRow, problems: [...done.problems] });
+          continue;
+        }
+        const columns = chunk.rowErrors.size === 0 ? floatColumns(spec.columns.map((name) => chunk.column(name)), chunk.rows) : undefined;
+        if (columns === undefined) {
+          for (const name of spec.columns) wanted.add(name);
+          continue;
+        }
+        const features = packColumns(spec, columns, chunk.rows, pool.take(packedBytes(spec, chunk.rows)));
+        packed.push({ input: spec.input, data: features.data, perRow: features.perRow, problems: [...features.problems] });
+      }
       const transfer: ArrayBuffer[] = [];
-      const columns = message.columns.map((name) => [name, portable(chunk.column(name), transfer)] as [string, unknown]);
+      const columns = message.columns.filter((name) => wanted.has(name)).map((name) => [name, portable(chunk.column(name), transfer)] as [string, unknown]);
       send(
-        { kind: 'chunk', index: chunk.index, start: chunk.start, rows: chunk.rows, columns, rowErrors: [...chunk.rowErrors], bytesRead: source.bytesRead() },
+        { kind: 'chunk', index: chunk.index, start: chunk.start, rows: chunk.rows, columns, rowErrors: [...chunk.rowErrors], packed, bytesRead: source.bytesRead() },
         transfer,
       );
     }
@@ -55,6 +84,10 @@ port.on('message', (message: ToReader) => {
     credits++;
     wake?.();
     wake = undefined;
+    return;
+  }
+  if (message.kind === 'recycle') {
+    for (const buffer of message.buffers) pool.give(buffer);
     return;
   }
   credits += message.prefetch;

@@ -1,5 +1,6 @@
 import { extname } from 'node:path';
 import { TesseraError } from '../../core/errors.js';
+import type { PackedFeatures, PackSpec, SharedPool } from '../pack.js';
 
 export type InputFormat = 'jsonl' | 'csv' | 'parquet';
 export const INPUT_FORMATS: readonly InputFormat[] = ['jsonl', 'csv', 'parquet'];
@@ -13,6 +14,8 @@ export interface InputBlock {
   column(name: string): ArrayLike<unknown>;
   /** Rows (block-relative) that could not be parsed at all, with why. */
   readonly rowErrors: ReadonlyMap<number, string>;
+  /** Feature inputs already packed row-major (see pack.ts), by model input name. */
+  readonly packed?: ReadonlyMap<string, PackedFeatures>;
 }
 
 /** A chunk the caller said to skip (already done): only its size is known. */
@@ -55,10 +58,27 @@ export interface InputSource {
    * Chunks of `chunkRows` rows (the last may be shorter), in order, reading only `columns`.
    * Chunks in `done` are not materialised (Parquet does not even read them).
    */
-  chunks(chunkRows: number, columns: readonly string[], done: ReadonlySet<number>): AsyncGenerator<ChunkBlock | SkippedChunk>;
+  chunks(chunkRows: number, columns: readonly string[], done: ReadonlySet<number>, options?: ChunkOptions): AsyncGenerator<ChunkBlock | SkippedChunk>;
+  /** Take back a chunk's memory once the job is done with it (sources that pool it). */
+  recycle?(block: InputBlock): void;
   /** The first `rows` rows (fewer if the input is shorter), reading only `columns`. */
   head(rows: number, columns: readonly string[]): Promise<InputBlock>;
   close(): Promise<void>;
+}
+
+/** How a source may prepare chunks for the job (sources that do not, ignore it). */
+export interface ChunkOptions {
+  /** Feature inputs to pack row-major (packed ones come in `packed`). */
+  readonly pack?: readonly PackSpec[];
+  /** Columns the job reads from blocks itself; the others of `columns` are only needed for packing. */
+  readonly keep?: readonly string[];
+  /**
+   * The caller is done with a chunk's columns once it asks for the next chunk (it copies what it
+   * keeps), so their memory may be reused for later chunks.
+   */
+  readonly transient?: boolean;
+  /** Shared memory to pack into (a source that packs `pack` itself takes it from here). */
+  readonly pool?: SharedPool;
 }
 
 /** The format a path's extension names, if any. */
@@ -93,6 +113,7 @@ export class ColumnarBlock implements ChunkBlock {
     readonly rows: number,
     private readonly data: ReadonlyMap<string, ArrayLike<unknown>>,
     readonly rowErrors: ReadonlyMap<number, string>,
+    readonly packed?: ReadonlyMap<string, PackedFeatures>,
   ) {}
 
   column(name: string): ArrayLike<unknown> {

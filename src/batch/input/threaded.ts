@@ -1,7 +1,16 @@
 import type { Worker } from 'node:worker_threads';
 import { siblingModule, spawnModuleWorker } from '../../backends/onnx/spawn.js';
 import { TesseraError, type ErrorCode } from '../../core/errors.js';
-import { ColumnarBlock, type ChunkBlock, type ColumnInfo, type InputBlock, type InputFormat, type InputSource, type SkippedChunk } from './source.js';
+import type { PackedFeatures, PackSpec } from '../pack.js';
+import { ColumnarBlock, type ChunkBlock, type ChunkOptions, type ColumnInfo, type InputBlock, type InputFormat, type InputSource, type SkippedChunk } from './source.js';
+
+/** A packed features input as it crosses threads (its data is a view of shared memory). */
+export interface WirePacked {
+  readonly input: string;
+  readonly data: Float32Array | Float64Array;
+  readonly perRow: number;
+  readonly problems: readonly [number, string][];
+}
 
 export type ToReader =
   | {
@@ -14,8 +23,13 @@ export type ToReader =
       readonly done: readonly number[];
       /** Chunks the reader may decode ahead of the ones taken. */
       readonly prefetch: number;
+      /** Feature inputs to pack, and the columns to send (the others are only read for packing). */
+      readonly pack?: readonly PackSpec[];
+      readonly keep?: readonly string[];
     }
-  | { readonly kind: 'ack' };
+  | { readonly kind: 'ack' }
+  /** Shared memory of packed chunks the job is done with, for the reader to reuse. */
+  | { readonly kind: 'recycle'; readonly buffers: readonly SharedArrayBuffer[] };
 
 export type FromReader =
   | {
@@ -25,24 +39,28 @@ export type FromReader =
       readonly rows: number;
       readonly columns: readonly [string, unknown][];
       readonly rowErrors: readonly [number, string][];
+      readonly packed: readonly WirePacked[];
       readonly bytesRead: number;
     }
   | { readonly kind: 'skipped'; readonly index: number; readonly rows: number; readonly bytesRead: number }
   | { readonly kind: 'end'; readonly bytesRead: number }
   | { readonly kind: 'error'; readonly code: ErrorCode; readonly message: string };
 
-/** Chunks decoded ahead by the reader thread. */
-const PREFETCH = 2;
+/** Chunks decoded ahead by the reader thread (with the job's chunks in flight, enough to never wait). */
+const PREFETCH = 1;
 
 /**
- * An input read in a worker thread: chunks are parsed and decoded there and handed over
- * (typed arrays transferred, not copied), a couple ahead of the job, so decoding runs beside
- * the model instead of taking turns with the main thread that feeds it. Everything else (the
- * columns, the first rows) comes from `inner`, opened on the main thread.
+ * An input read in a worker thread: chunks are parsed and decoded there, feature inputs packed
+ * row-major into shared memory (pack.ts; the job gives that memory back for reuse), and handed
+ * over a chunk ahead of the job (other columns' typed arrays transferred, not copied), so
+ * decoding runs beside the model instead of taking turns with the main thread that feeds it.
+ * Everything else (the columns, the first rows) comes from `inner`, opened on the main thread.
  */
 export class ThreadedSource implements InputSource {
   private consumed = 0;
   private worker: Worker | undefined;
+  /** The reader of the chunks being read. */
+  private running: Worker | undefined;
 
   constructor(
     private readonly inner: InputSource,
@@ -81,9 +99,10 @@ export class ThreadedSource implements InputSource {
     return this.inner.head(rows, columns);
   }
 
-  async *chunks(chunkRows: number, columns: readonly string[], done: ReadonlySet<number>): AsyncGenerator<ChunkBlock | SkippedChunk> {
+  async *chunks(chunkRows: number, columns: readonly string[], done: ReadonlySet<number>, options: ChunkOptions = {}): AsyncGenerator<ChunkBlock | SkippedChunk> {
     const worker = this.worker ?? spawnModuleWorker(siblingModule(import.meta.url, 'reader-worker'));
     this.worker = undefined;
+    this.running = worker;
     worker.ref();
     const inbox: FromReader[] = [];
     let waiting: (() => void) | undefined;
@@ -98,7 +117,18 @@ export class ThreadedSource implements InputSource {
     worker.on('exit', (code) => {
       if (!ended) deliver({ kind: 'error', code: 'INVALID_BATCH_INPUT', message: `the input reader exited with code ${code}` });
     });
-    const start: ToReader = { kind: 'start', path: this.inner.path, format: this.inner.format, csvDelimiter: this.csvDelimiter, chunkRows, columns, done: [...done], prefetch: PREFETCH };
+    const start: ToReader = {
+      kind: 'start',
+      path: this.inner.path,
+      format: this.inner.format,
+      csvDelimiter: this.csvDelimiter,
+      chunkRows,
+      columns,
+      done: [...done],
+      prefetch: PREFETCH,
+      ...(options.pack === undefined ? {} : { pack: options.pack }),
+      ...(options.keep === undefined ? {} : { keep: options.keep }),
+    };
     worker.postMessage(start);
     try {
       for (;;) {
@@ -109,7 +139,8 @@ export class ThreadedSource implements InputSource {
             this.consumed = message.bytesRead;
             const ack: ToReader = { kind: 'ack' };
             worker.postMessage(ack);
-            yield new ColumnarBlock(message.index, message.start, message.rows, new Map(message.columns as [string, ArrayLike<unknown>][]), new Map(message.rowErrors));
+            const packed = new Map<string, PackedFeatures>(message.packed.map((p) => [p.input, { data: p.data, perRow: p.perRow, problems: new Map(p.problems) }]));
+            yield new ColumnarBlock(message.index, message.start, message.rows, new Map(message.columns as [string, ArrayLike<unknown>][]), new Map(message.rowErrors), packed);
             break;
           }
           case 'skipped':
@@ -127,8 +158,20 @@ export class ThreadedSource implements InputSource {
       }
     } finally {
       ended = true;
+      this.running = undefined;
       await worker.terminate();
     }
+  }
+
+  /** Give a chunk's packed memory back to the reader, which packs later chunks into it. */
+  recycle(block: InputBlock): void {
+    const buffers: SharedArrayBuffer[] = [];
+    for (const packed of block.packed?.values() ?? []) {
+      if (packed.data.buffer instanceof SharedArrayBuffer) buffers.push(packed.data.buffer);
+    }
+    if (buffers.length === 0 || this.running === undefined) return;
+    const message: ToReader = { kind: 'recycle', buffers };
+    this.running.postMessage(message);
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@ import { ByteWriter } from 'hyparquet-writer';
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import type { ChunkResult, ColumnKind, ColumnSpec, ColumnVector } from '../columns.js';
-import { snappyCompress } from './snappy.js';
+import { maxCompressedLength, snappyCompress } from './snappy.js';
 
 /**
  * A Parquet encoder for what batch output is: flat, nullable columns of scalars, one row group
@@ -48,36 +48,110 @@ export function yieldToEventLoop(): Promise<void> {
 /** Bytes of a page tried before compressing all of it. */
 const PROBE_BYTES = 16_384;
 
-/**
- * Compress a page with `codec`, unless a probe of its first bytes shows it would not shrink by
- * a tenth (model outputs are mostly float noise): such column chunks are written uncompressed,
- * which Parquet allows per column chunk. Returns the codec actually used.
- */
-function compress(codec: ParquetCodec, bytes: Uint8Array): { codec: ParquetCodec; bytes: Uint8Array } {
-  if (codec === 'UNCOMPRESSED') return { codec, bytes };
-  const squeeze = codec === 'SNAPPY' ? snappyCompress : (input: Uint8Array) => gzipSync(input, { level: 6 });
-  if (bytes.length > 2 * PROBE_BYTES) {
-    const probe = squeeze(bytes.subarray(0, PROBE_BYTES));
-    if (probe.length > PROBE_BYTES * 0.9) return { codec: 'UNCOMPRESSED', bytes };
+/** A byte buffer that grows as needed and is reused from page to page. */
+class Scratch {
+  private bytes = new Uint8Array(0);
+
+  get(length: number): Uint8Array {
+    if (this.bytes.length < length) this.bytes = new Uint8Array(Math.max(length, Math.ceil(this.bytes.length * 1.25)));
+    return this.bytes.subarray(0, length);
   }
-  const packed = squeeze(bytes);
-  return packed.length < bytes.length ? { codec, bytes: packed } : { codec: 'UNCOMPRESSED', bytes };
+}
+
+/** Pages put together before compression, and what snappy writes: reused, never handed out. */
+const bodyScratch = new Scratch();
+const snappyScratch = new Scratch();
+
+function squeeze(codec: ParquetCodec, input: Uint8Array): Uint8Array {
+  return codec === 'SNAPPY' ? snappyCompress(input, snappyScratch.get(maxCompressedLength(input.length))) : gzipSync(input, { level: 6 });
+}
+
+/**
+ * Whether a page with these values is worth compressing with `codec`: not when a probe of its
+ * first bytes would not shrink by a tenth (model outputs are mostly float noise); such column
+ * chunks are written uncompressed, which Parquet allows per column chunk.
+ */
+function worthCompressing(codec: ParquetCodec, values: Uint8Array): boolean {
+  if (codec === 'UNCOMPRESSED') return false;
+  if (values.length <= 2 * PROBE_BYTES) return true;
+  return squeeze(codec, values.subarray(0, PROBE_BYTES)).length <= PROBE_BYTES * 0.9;
 }
 
 /** Rows that are not null, and how many are null. */
 function countNulls(column: ColumnVector, rows: number): number {
   const nulls = column.nulls;
   let count = 0;
-  if (nulls !== undefined) for (let r = 0; r < rows; r++) count += nulls[r]!;
   if (column.spec.kind === 'string') {
+    // An empty values array stands for a column with no value at all (the usual `error`).
     const values = column.values as (string | null)[];
-    for (let r = 0; r < rows; r++) if (values[r] === null && nulls?.[r] !== 1) count++;
+    if (values.length === 0) return rows;
+    for (let r = 0; r < rows; r++) if (values[r] == null || nulls?.[r] === 1) count++;
+    return count;
   }
+  if (nulls !== undefined) for (let r = 0; r < rows; r++) count += nulls[r]!;
   return count;
 }
 
 function isNull(column: ColumnVector, r: number): boolean {
-  return column.nulls?.[r] === 1 || (column.spec.kind === 'string' && (column.values as (string | null)[])[r] === null);
+  return column.nulls?.[r] === 1 || (column.spec.kind === 'string' && (column.values as (string | null)[])[r] == null);
+}
+
+/** Smallest and largest of the values, NaN skipped; undefined when there is none. */
+function floatRange(values: Float32Array | Float64Array): { min: number; max: number } | undefined {
+  const min = values instanceof Float32Array ? minOf32(values) : minOf64(values);
+  if (Number.isNaN(min)) return undefined;
+  return { min, max: values instanceof Float32Array ? maxOf32(values) : maxOf64(values) };
+}
+
+// One function per array type and bound, so that each loop stays monomorphic, and nothing
+// but `return` after it: code after a hot loop has no type feedback when the loop is
+// optimized on stack, and the function would be deoptimized there at every call.
+function minOf32(values: Float32Array): number {
+  let lo = NaN;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v < lo || lo !== lo) lo = v;
+  }
+  return lo;
+}
+
+function maxOf32(values: Float32Array): number {
+  let hi = NaN;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v > hi || hi !== hi) hi = v;
+  }
+  return hi;
+}
+
+function minOf64(values: Float64Array): number {
+  let lo = NaN;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v < lo || lo !== lo) lo = v;
+  }
+  return lo;
+}
+
+function maxOf64(values: Float64Array): number {
+  let hi = NaN;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v > hi || hi !== hi) hi = v;
+  }
+  return hi;
+}
+
+function rangeOfInt32(values: Int32Array): { min: number; max: number } | undefined {
+  if (values.length === 0) return undefined;
+  let lo = values[0]!;
+  let hi = lo;
+  for (let i = 1; i < values.length; i++) {
+    const v = values[i]!;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return { min: lo, max: hi };
 }
 
 /** RLE/bit-packed hybrid definition levels (bit width 1) of a nullable column, as runs. */
@@ -193,17 +267,10 @@ function plainValues(column: ColumnVector, rows: number, nullCount: number): { b
       max = ints[hi]!;
     }
   } else {
-    const nums = dense as Float64Array;
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (let i = 0; i < nums.length; i++) {
-      const v = nums[i]!;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    if (lo <= hi) {
-      min = lo;
-      max = hi;
+    const range = dense instanceof Int32Array ? rangeOfInt32(dense) : floatRange(dense as Float32Array | Float64Array);
+    if (range !== undefined) {
+      min = range.min;
+      max = range.max;
     }
   }
   let bytes: Uint8Array;
@@ -224,13 +291,51 @@ function plainValues(column: ColumnVector, rows: number, nullCount: number): { b
 }
 
 /**
- * One chunk as a complete Parquet file of one row group. Encoding yields to the event loop
- * between columns, so the model instances keep being fed while a part is written.
+ * Buffers that parts are encoded into, taken back once a part is in the output: encoding a
+ * part then writes into memory already in use rather than fresh pages.
  */
-export async function encodeParquetPart(chunk: ChunkResult, schema: readonly SchemaElement[], codec: ParquetCodec): Promise<Uint8Array> {
+export class PartBuffers {
+  private readonly free: ArrayBuffer[] = [];
+
+  constructor(private readonly limit = 6) {}
+
+  take(bytes: number): ArrayBuffer {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) if (this.free[i]!.byteLength >= bytes && (best === -1 || this.free[i]!.byteLength < this.free[best]!.byteLength)) best = i;
+    if (best !== -1) return this.free.splice(best, 1)[0]!;
+    return new ArrayBuffer(bytes);
+  }
+
+  give(buffer: ArrayBuffer): void {
+    if (this.free.length < this.limit) this.free.push(buffer);
+  }
+}
+
+/** Bytes a column's page takes at most (values, levels, page header). */
+function pageBound(column: ColumnVector, rows: number): number {
+  const width = { float32: 4, float64: 8, int32: 4, int64: 8, bool: 1, string: 0 }[column.spec.kind];
+  if (column.spec.kind !== 'string') return rows * width + Math.ceil(rows / 8) + 256;
+  const values = column.values as (string | null)[];
+  let size = 256 + Math.ceil(rows / 8);
+  for (let r = 0; r < values.length && r < rows; r++) {
+    const value = values[r];
+    if (value != null) size += 4 + 3 * value.length;
+  }
+  return size;
+}
+
+/**
+ * One chunk as a complete Parquet file of one row group. Encoding yields to the event loop
+ * between columns, so the model instances keep being fed while a part is written. The bytes
+ * are written into a buffer from `buffers` when given (give it back once they are written).
+ */
+export async function encodeParquetPart(chunk: ChunkResult, schema: readonly SchemaElement[], codec: ParquetCodec, buffers?: PartBuffers): Promise<Uint8Array> {
   const rows = chunk.rows;
-  const estimate = 1024 + chunk.columns.length * (rows * 9 + 64);
-  const writer = new ByteWriter(estimate);
+  let estimate = 4096 + schema.length * 512;
+  for (const column of chunk.columns) estimate += pageBound(column, rows);
+  const writer = new ByteWriter(16);
+  writer.buffer = buffers?.take(estimate) ?? new ArrayBuffer(estimate);
+  writer.view = new DataView(writer.buffer);
   writer.appendUint32(0x31524150);
   const columns: ColumnChunk[] = [];
   let uncompressedTotal = 0n;
@@ -241,25 +346,43 @@ export async function encodeParquetPart(chunk: ChunkResult, schema: readonly Sch
     const nullCount = countNulls(column, rows);
     const levels = definitionLevels(column, rows, nullCount);
     const plain = plainValues(column, rows, nullCount);
-    const body = new Uint8Array(4 + levels.length + plain.bytes.length);
-    new DataView(body.buffer).setUint32(0, levels.length, true);
-    body.set(levels, 4);
-    body.set(plain.bytes, 4 + levels.length);
-    const { codec: used, bytes: page } = compress(codec, body);
+    const size = 4 + levels.length + plain.bytes.length;
+    // Pages that would not shrink are written from the column's own bytes (no page copy).
+    let used: ParquetCodec = 'UNCOMPRESSED';
+    let page: Uint8Array | undefined;
+    if (worthCompressing(codec, plain.bytes)) {
+      const body = bodyScratch.get(size);
+      new DataView(body.buffer, body.byteOffset, 4).setUint32(0, levels.length, true);
+      body.set(levels, 4);
+      body.set(plain.bytes, 4 + levels.length);
+      const packed = squeeze(codec, body);
+      if (packed.length < size) {
+        used = codec;
+        page = packed;
+      } else {
+        page = body;
+      }
+    }
     const start = writer.offset;
     writePageHeader(writer, {
       type: 'DATA_PAGE',
-      uncompressed_page_size: body.length,
-      compressed_page_size: page.length,
+      uncompressed_page_size: size,
+      compressed_page_size: page?.length ?? size,
       data_page_header: { num_values: rows, encoding: 'PLAIN', definition_level_encoding: 'RLE', repetition_level_encoding: 'RLE' },
     });
     const headerSize = writer.offset - start;
-    writer.appendBytes(page);
+    if (page !== undefined) {
+      writer.appendBytes(page);
+    } else {
+      writer.appendUint32(levels.length);
+      writer.appendBytes(levels);
+      writer.appendBytes(plain.bytes);
+    }
     const statistics: Statistics = {
       null_count: BigInt(nullCount),
       ...(plain.min === undefined ? {} : { min_value: plain.min, max_value: plain.max }),
     } as Statistics;
-    const uncompressed = BigInt(headerSize + body.length);
+    const uncompressed = BigInt(headerSize + size);
     uncompressedTotal += uncompressed;
     columns.push({
       file_offset: BigInt(start),

@@ -1,10 +1,9 @@
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { parquetMetadata, type ColumnChunk, type FileMetaData, type RowGroup, type SchemaElement } from 'hyparquet';
 import { ByteWriter } from 'hyparquet-writer';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import type { ChunkResult, ColumnSpec } from '../columns.js';
-import { writeFileAtomic } from './files.js';
-import { encodeParquetPart, parquetSchemaOf, type ParquetCodec } from './parquet-encoder.js';
+import { encodeParquetPart, PartBuffers, parquetSchemaOf, type ParquetCodec } from './parquet-encoder.js';
 import type { OutputAssembly, OutputWriter } from './writer.js';
 
 export type ParquetCompression = 'snappy' | 'gzip' | 'none';
@@ -14,15 +13,17 @@ const CODEC: Readonly<Record<ParquetCompression, ParquetCodec>> = { snappy: 'SNA
 const MAGIC = Buffer.from('PAR1', 'ascii');
 
 /**
- * Parquet output. Each part is a complete Parquet file of one row group. The final file is
- * assembled without decoding anything: the parts' row-group bytes are copied in order and their
- * column-chunk offsets shifted, then one footer lists every row group. Memory stays at one
- * part (plus the footer's metadata), whatever the output size.
+ * Parquet output. Each chunk is encoded as a complete Parquet file of one row group; the output
+ * is put together without decoding anything: the chunks' row-group bytes are copied in order
+ * and their column-chunk offsets shifted, then one footer lists every row group. Memory stays
+ * at a few chunks (plus the footer's metadata), whatever the output size.
  */
 export class ParquetOutputWriter implements OutputWriter {
   readonly format = 'parquet' as const;
   readonly extension = 'parquet';
   private readonly schema: SchemaElement[];
+  /** Memory parts are encoded into, back once they are in the output (see reclaim). */
+  private readonly buffers = new PartBuffers();
 
   constructor(
     columns: readonly ColumnSpec[],
@@ -31,50 +32,73 @@ export class ParquetOutputWriter implements OutputWriter {
     this.schema = parquetSchemaOf(columns);
   }
 
-  async writePart(path: string, chunk: ChunkResult): Promise<Uint8Array> {
-    const bytes = await encodeParquetPart(chunk, this.schema, CODEC[this.compression]);
-    await writeFileAtomic(path, bytes);
-    return bytes;
+  readonly keepsState = true;
+
+  encodePart(chunk: ChunkResult): Promise<Uint8Array> {
+    return encodeParquetPart(chunk, this.schema, CODEC[this.compression], this.buffers);
   }
 
-  assemble(target: string): Promise<OutputAssembly> {
-    return ParquetAssembly.open(target, this.schema);
+  reclaim(bytes: Uint8Array): void {
+    if (bytes.buffer instanceof ArrayBuffer) this.buffers.give(bytes.buffer);
+  }
+
+  assemble(target: string, resume?: { readonly bytes: number; readonly states: readonly unknown[] }): Promise<OutputAssembly> {
+    return ParquetAssembly.open(target, this.schema, resume);
   }
 }
 
 /**
- * The final Parquet file, put together from parts without decoding them: each part's row-group
- * bytes are appended as they are, their offsets shifted in the metadata kept for the footer.
+ * The Parquet output, put together from chunks without decoding them: each chunk's row-group
+ * bytes are appended as they are, their offsets shifted in the metadata kept for the footer
+ * (and saved per chunk, for a later run to carry on).
  */
 class ParquetAssembly implements OutputAssembly {
-  private offset = MAGIC.length;
-  private rows = 0n;
-  private readonly rowGroups: RowGroup[] = [];
-
   private constructor(
     private readonly handle: FileHandle,
     private schema: SchemaElement[],
+    private offset: number,
+    private rows: bigint,
+    private readonly rowGroups: RowGroup[],
   ) {}
 
-  static async open(target: string, schema: SchemaElement[]): Promise<ParquetAssembly> {
-    const handle = await open(target, 'w');
-    await handle.write(MAGIC);
-    return new ParquetAssembly(handle, schema);
+  get length(): number {
+    return this.offset;
   }
 
-  async append(part: string, given?: Uint8Array): Promise<void> {
-    const bytes = given ?? (await readFile(part));
+  static async open(target: string, schema: SchemaElement[], resume?: { readonly bytes: number; readonly states: readonly unknown[] }): Promise<ParquetAssembly> {
+    if (resume === undefined || resume.bytes < MAGIC.length) {
+      const handle = await open(target, 'w');
+      await handle.write(MAGIC, 0, MAGIC.length, 0);
+      return new ParquetAssembly(handle, schema, MAGIC.length, 0n, []);
+    }
+    const handle = await open(target, 'r+');
+    try {
+      await handle.truncate(resume.bytes);
+      const rowGroups = resume.states.flatMap((state) => (state as { rowGroups: RowGroup[] }).rowGroups);
+      const rows = rowGroups.reduce((sum, group) => sum + BigInt(group.num_rows), 0n);
+      return new ParquetAssembly(handle, schema, resume.bytes, rows, rowGroups);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async append(bytes: Uint8Array): Promise<unknown> {
     const metadata = parquetMetadata(bytes);
     this.schema = metadata.schema;
+    const added: RowGroup[] = [];
     for (const group of metadata.row_groups) {
       const { start, end } = groupExtent(group);
-      await this.handle.write(bytes.subarray(Number(start), Number(end)));
-      this.rowGroups.push(shiftGroup(group, BigInt(this.offset) - start));
+      const body = bytes.subarray(Number(start), Number(end));
+      for (let done = 0; done < body.length; ) done += (await this.handle.write(body, done, body.length - done, this.offset + done)).bytesWritten;
+      added.push(shiftGroup(group, BigInt(this.offset) - start));
       this.offset += Number(end - start);
       this.rows += group.num_rows;
     }
-    // Flushed as it grows (off the job's critical path), so that the final flush is short.
+    // Flushed as it grows (off the job's critical path): the checkpoint counts on these bytes.
     await this.handle.datasync();
+    this.rowGroups.push(...added);
+    return { rowGroups: added };
   }
 
   async finish(): Promise<void> {
@@ -90,14 +114,15 @@ class ParquetAssembly implements OutputAssembly {
       };
       writeMetadata(footer, metadata);
       footer.appendUint32(0x31524150);
-      await this.handle.write(footer.getBytes());
+      const bytes = footer.getBytes();
+      await this.handle.write(bytes, 0, bytes.length, this.offset);
       await this.handle.sync();
     } finally {
       await this.handle.close();
     }
   }
 
-  async abandon(): Promise<void> {
+  async close(): Promise<void> {
     await this.handle.close();
   }
 }

@@ -20,10 +20,13 @@ function load32(a: Uint8Array, i: number): number {
   return (a[i]! | (a[i + 1]! << 8) | (a[i + 2]! << 16) | (a[i + 3]! << 24)) >>> 0;
 }
 
-/** Snappy-compress `input`; returns a view of the compressed bytes. */
-export function snappyCompress(input: Uint8Array): Uint8Array {
+/**
+ * Snappy-compress `input`; returns a view of the compressed bytes, in `into` when given (at
+ * least maxCompressedLength(input.length) bytes), else in a new buffer.
+ */
+export function snappyCompress(input: Uint8Array, into?: Uint8Array): Uint8Array {
   const n = input.length;
-  const out = new Uint8Array(maxCompressedLength(n));
+  const out = into !== undefined && into.length >= maxCompressedLength(n) ? into : new Uint8Array(maxCompressedLength(n));
   let op = 0;
   // Preamble: the uncompressed length as a varint.
   for (let v = n; ; ) {

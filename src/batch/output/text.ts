@@ -1,6 +1,5 @@
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { formatFloat32, type ChunkResult, type ColumnSpec, type ColumnVector } from '../columns.js';
-import { writeFileAtomic } from './files.js';
 import { yieldToEventLoop } from './parquet-encoder.js';
 
 /** Rows formatted between yields to the event loop. */
@@ -38,7 +37,9 @@ export class JsonlWriter implements OutputWriter {
     this.keys = columns.map((column, i) => `${i === 0 ? '{' : ','}${JSON.stringify(column.name)}:`);
   }
 
-  async writePart(path: string, chunk: ChunkResult): Promise<Uint8Array> {
+  readonly keepsState = false;
+
+  async encodePart(chunk: ChunkResult): Promise<Uint8Array> {
     const lines: string[] = new Array<string>(chunk.rows);
     const columns = chunk.columns;
     for (let r = 0; r < chunk.rows; r++) {
@@ -52,13 +53,11 @@ export class JsonlWriter implements OutputWriter {
       }
       lines[r] = `${line}}\n`;
     }
-    const bytes = Buffer.from(lines.join(''), 'utf8');
-    await writeFileAtomic(path, bytes);
-    return bytes;
+    return Buffer.from(lines.join(''), 'utf8');
   }
 
-  assemble(target: string): Promise<OutputAssembly> {
-    return Concatenation.open(target, '');
+  assemble(target: string, resume?: { readonly bytes: number }): Promise<OutputAssembly> {
+    return Concatenation.open(target, '', resume?.bytes);
   }
 }
 
@@ -72,7 +71,9 @@ export class CsvWriter implements OutputWriter {
     private readonly delimiter = ',',
   ) {}
 
-  async writePart(path: string, chunk: ChunkResult): Promise<Uint8Array> {
+  readonly keepsState = false;
+
+  async encodePart(chunk: ChunkResult): Promise<Uint8Array> {
     const lines: string[] = new Array<string>(chunk.rows);
     const columns = chunk.columns;
     for (let r = 0; r < chunk.rows; r++) {
@@ -86,9 +87,7 @@ export class CsvWriter implements OutputWriter {
       }
       lines[r] = `${line}\n`;
     }
-    const bytes = Buffer.from(lines.join(''), 'utf8');
-    await writeFileAtomic(path, bytes);
-    return bytes;
+    return Buffer.from(lines.join(''), 'utf8');
   }
 
   private quote(text: string): string {
@@ -97,25 +96,46 @@ export class CsvWriter implements OutputWriter {
     return needs ? `"${text.replaceAll('"', '""')}"` : text;
   }
 
-  assemble(target: string): Promise<OutputAssembly> {
-    return Concatenation.open(target, `${this.columns.map((column) => this.quote(column.name)).join(this.delimiter)}\n`);
+  assemble(target: string, resume?: { readonly bytes: number }): Promise<OutputAssembly> {
+    return Concatenation.open(target, `${this.columns.map((column) => this.quote(column.name)).join(this.delimiter)}\n`, resume?.bytes);
   }
 }
 
-/** A text output: `prefix` (a header), then every part's bytes, in order. */
+/** A text output: `prefix` (a header), then every chunk's bytes, in order. */
 class Concatenation implements OutputAssembly {
-  private constructor(private readonly handle: FileHandle) {}
+  private constructor(
+    private readonly handle: FileHandle,
+    private offset: number,
+  ) {}
 
-  static async open(target: string, prefix: string): Promise<Concatenation> {
-    const handle = await open(target, 'w');
-    if (prefix !== '') await handle.write(prefix);
-    return new Concatenation(handle);
+  get length(): number {
+    return this.offset;
   }
 
-  async append(part: string, bytes?: Uint8Array): Promise<void> {
-    await this.handle.write(bytes ?? (await readFile(part)));
-    // Flushed as it grows (off the job's critical path), so that the final flush is short.
+  /** A new output starting with `prefix`, or the one at `target` cut to `resumeBytes` (its chunks so far). */
+  static async open(target: string, prefix: string, resumeBytes?: number): Promise<Concatenation> {
+    if (resumeBytes !== undefined && resumeBytes > 0) {
+      const handle = await open(target, 'r+');
+      try {
+        await handle.truncate(resumeBytes);
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+      return new Concatenation(handle, resumeBytes);
+    }
+    const handle = await open(target, 'w');
+    const bytes = Buffer.from(prefix, 'utf8');
+    if (bytes.length > 0) await handle.write(bytes, 0, bytes.length, 0);
+    return new Concatenation(handle, bytes.length);
+  }
+
+  async append(bytes: Uint8Array): Promise<unknown> {
+    for (let done = 0; done < bytes.length; ) done += (await this.handle.write(bytes, done, bytes.length - done, this.offset + done)).bytesWritten;
+    this.offset += bytes.length;
+    // Flushed as it grows (off the job's critical path): the checkpoint counts on these bytes.
     await this.handle.datasync();
+    return undefined;
   }
 
   async finish(): Promise<void> {
@@ -126,7 +146,7 @@ class Concatenation implements OutputAssembly {
     }
   }
 
-  async abandon(): Promise<void> {
+  async close(): Promise<void> {
     await this.handle.close();
   }
 }

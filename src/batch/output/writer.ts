@@ -7,28 +7,37 @@ import { CsvWriter, JsonlWriter } from './text.js';
 export type OutputFormat = InputFormat;
 
 /**
- * Writes one output format: each chunk as a self-contained part file (atomically), and the
- * final output from the parts in row order, appended one part at a time (while the job still
- * runs) and finished once the last part is in.
+ * Writes one output format: each chunk encoded on its own, then appended, in row order, to
+ * the output being put together (kept across runs: an interrupted job resumes from it), which
+ * is finished once the last chunk is in.
  */
 export interface OutputWriter {
   readonly format: OutputFormat;
-  /** Extension of part files. */
+  /** Extension of the partial output's name. */
   readonly extension: string;
-  /** Write a chunk's part; resolves with the bytes written (for the assembly, saving a re-read). */
-  writePart(path: string, chunk: ChunkResult): Promise<Uint8Array>;
-  /** Start the final output at `target` (renamed into place by the caller once finished). */
-  assemble(target: string): Promise<OutputAssembly>;
+  /** Whether appending a chunk returns a state that resuming needs back (Parquet's row-group metadata). */
+  readonly keepsState: boolean;
+  /** A chunk's bytes, as they go into the output. */
+  encodePart(chunk: ChunkResult): Promise<Uint8Array>;
+  /** The bytes encodePart returned are in the output now: their memory may be reused. */
+  reclaim?(bytes: Uint8Array): void;
+  /**
+   * Start the output at `target` (renamed into place by the caller once finished), or carry on
+   * with the one there: its first `resume.bytes` bytes hold the chunks whose states are given.
+   */
+  assemble(target: string, resume?: { readonly bytes: number; readonly states: readonly unknown[] }): Promise<OutputAssembly>;
 }
 
-/** The final output being put together from parts, in order. */
+/** The output being put together from chunks, in order. */
 export interface OutputAssembly {
-  /** Append the next part (parts must come in row order), from `bytes` when given, else read from `part`. */
-  append(part: string, bytes?: Uint8Array): Promise<void>;
+  /** Bytes of the output so far. */
+  readonly length: number;
+  /** Append the next chunk's bytes and flush them to disk; resolves with the chunk's state (keepsState), else undefined. */
+  append(bytes: Uint8Array): Promise<unknown>;
   /** Write what ends the file, flush it to disk and close it. */
   finish(): Promise<void>;
-  /** Close without finishing (the job stopped); the caller deletes the file. */
-  abandon(): Promise<void>;
+  /** Close, keeping what was appended (a later run carries on from it). */
+  close(): Promise<void>;
 }
 
 export interface OutputWriterOptions {

@@ -1,0 +1,146 @@
+/**
+ * Packing feature columns into row-major tensors, a chunk at a time: the columns of a
+ * `--features` input (typed float arrays, as Parquet gives them) are transposed once into one
+ * array of `rows x features` values in shared memory. Requests then take views of it (no copy
+ * on the job's thread), and the views reach the model's worker thread without being copied
+ * or transferred (shared memory); the chunk's rows stay readable for rows scored one by one.
+ */
+
+/** A features input of a chunk, packed row-major; `problems` are the rows with a non-finite value. */
+export interface PackedFeatures {
+  readonly data: Float32Array | Float64Array;
+  readonly perRow: number;
+  /** Chunk row -> why it cannot be scored (the first non-finite feature). */
+  readonly problems: ReadonlyMap<number, string>;
+}
+
+/** What to pack: one model input fed by feature columns, as FP32 or FP64. */
+export interface PackSpec {
+  readonly input: string;
+  readonly columns: readonly string[];
+  readonly datatype: 'FP32' | 'FP64';
+}
+
+type FloatColumn = Float32Array | Float64Array;
+
+/** Rows transposed per block: the block's slice of every column stays in cache. */
+const BLOCK_ROWS = 1024;
+
+/** The columns as typed float arrays of at least `rows` values, or undefined (they cannot be packed). */
+export function floatColumns(columns: readonly ArrayLike<unknown>[], rows: number): FloatColumn[] | undefined {
+  for (const column of columns) {
+    if (!(column instanceof Float32Array || column instanceof Float64Array) || column.length < rows) return undefined;
+  }
+  return columns as FloatColumn[];
+}
+
+/** Bytes of shared memory that `rows` rows of `spec` take. */
+export function packedBytes(spec: PackSpec, rows: number): number {
+  return rows * spec.columns.length * (spec.datatype === 'FP64' ? 8 : 4);
+}
+
+/**
+ * Transpose `columns` (rows [0, rows) of each) into `memory` (shared, at least packedBytes
+ * long) as row-major values of `spec.datatype`. Rows holding a NaN or an infinity are listed
+ * in `problems` with the first such feature, in the words the row-by-row encoder uses.
+ */
+export function packColumns(spec: PackSpec, columns: readonly FloatColumn[], rows: number, memory: SharedArrayBuffer): PackedFeatures {
+  const data = packedView(spec, rows, memory);
+  const problems = new Map<number, string>();
+  packRows(spec, columns, rows, data, 0, problems);
+  return { data, perRow: columns.length, problems };
+}
+
+/** The row-major array of `rows` rows of `spec` over `memory`. */
+export function packedView(spec: PackSpec, rows: number, memory: SharedArrayBuffer): Float32Array | Float64Array {
+  const length = rows * spec.columns.length;
+  return spec.datatype === 'FP64' ? new Float64Array(memory, 0, length) : new Float32Array(memory, 0, length);
+}
+
+/**
+ * Transpose rows [0, rows) of `columns` into `data` from row `offset` on; rows with a
+ * non-finite value go into `problems` (by their row in `data`).
+ */
+export function packRows(spec: PackSpec, columns: readonly FloatColumn[], rows: number, target: Float32Array | Float64Array, offset: number, problems: Map<number, string>): void {
+  const per = columns.length;
+  const data = target.subarray(offset * per, (offset + rows) * per);
+  let suspect = false;
+  for (let r0 = 0; r0 < rows; r0 += BLOCK_ROWS) {
+    const r1 = Math.min(rows, r0 + BLOCK_ROWS);
+    let j = 0;
+    // Eight columns at a time: fewer passes over the block's rows of the output.
+    for (; j + 8 <= per; j += 8) {
+      const c0 = columns[j]!;
+      const c1 = columns[j + 1]!;
+      const c2 = columns[j + 2]!;
+      const c3 = columns[j + 3]!;
+      const c4 = columns[j + 4]!;
+      const c5 = columns[j + 5]!;
+      const c6 = columns[j + 6]!;
+      const c7 = columns[j + 7]!;
+      let check = 0;
+      for (let r = r0, at = r0 * per + j; r < r1; r++, at += per) {
+        const a = c0[r]!;
+        const b = c1[r]!;
+        const c = c2[r]!;
+        const d = c3[r]!;
+        const e = c4[r]!;
+        const f = c5[r]!;
+        const g = c6[r]!;
+        const h = c7[r]!;
+        data[at] = a;
+        data[at + 1] = b;
+        data[at + 2] = c;
+        data[at + 3] = d;
+        data[at + 4] = e;
+        data[at + 5] = f;
+        data[at + 6] = g;
+        data[at + 7] = h;
+        // x * 0 is 0 for every finite x and NaN otherwise: one test per block finds them all.
+        check += (a + b + c + d + e + f + g + h) * 0;
+      }
+      if (check !== 0) suspect = true;
+    }
+    for (; j < per; j++) {
+      const column = columns[j]!;
+      let check = 0;
+      for (let r = r0, at = r0 * per + j; r < r1; r++, at += per) {
+        const value = column[r]!;
+        data[at] = value;
+        check += value * 0;
+      }
+      if (check !== 0) suspect = true;
+    }
+  }
+  if (suspect) {
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < per; k++) {
+        const value = columns[k]![r]!;
+        if (value - value !== 0) {
+          problems.set(offset + r, `feature '${spec.columns[k]!}': ${value} is not a finite number`);
+          break;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Shared buffers kept for reuse, so that packing a chunk does not allocate (and fault in)
+ * fresh memory each time.
+ */
+export class SharedPool {
+  private readonly free: SharedArrayBuffer[] = [];
+
+  constructor(private readonly limit = 8) {}
+
+  take(bytes: number): SharedArrayBuffer {
+    const at = this.free.findIndex((buffer) => buffer.byteLength >= bytes);
+    if (at !== -1) return this.free.splice(at, 1)[0]!;
+    return new SharedArrayBuffer(Math.max(8, bytes));
+  }
+
+  give(buffer: SharedArrayBuffer): void {
+    if (this.free.length < this.limit) this.free.push(buffer);
+  }
+}
