@@ -26,6 +26,7 @@ export function exploreVariants(baseDelayUs: number): ExploreVariant[] {
     { name: '2 instances, intra 2 each', delayUs: baseDelayUs, extra: { instance_group: [{ count: 2 }], parameters: { intra_op_thread_count: 2 } } },
     { name: '1 instance, intra 1', delayUs: baseDelayUs, extra: { parameters: { intra_op_thread_count: 1 } } },
     { name: '1 instance, intra auto, spinning on', delayUs: baseDelayUs, extra: { parameters: { allow_spinning: true } } },
+    { name: 'compute threads at the event loop priority (nice 0)', delayUs: baseDelayUs, extra: { parameters: { compute_thread_nice: 0 } } },
     { name: 'delay 0us', delayUs: 0, extra: {} },
     { name: 'delay 500us', delayUs: 500, extra: {} },
     { name: 'delay 2000us', delayUs: 2000, extra: {} },

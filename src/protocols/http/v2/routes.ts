@@ -8,7 +8,6 @@ import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { inferV2, sendV2Reply } from './infer.js';
 
-export { parseJsonBody } from '../body.js';
 
 export interface V2RoutesOptions {
   readonly engine: Engine;
