@@ -69,6 +69,11 @@ describe('dynamic batching over HTTP', () => {
       assert.equal(refused.headers.get('retry-after'), '3');
       assert.match((refused.body as { error: string }).error, /queue of model 'echo' version 1 is full/);
       assert.ok(elapsed < 50, `refused in ${elapsed} ms`);
+      // Refused before the body is read: a body that would be a 400 is not even parsed.
+      const unread = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": [not json' });
+      assert.equal(unread.status, status);
+      assert.equal(unread.headers.get('retry-after'), '3');
+      assert.match(((await unread.json()) as { error: string }).error, /queue of model 'echo' version 1 is full/);
       await server.close(); // drains: the two queued requests still complete
       for (const result of await Promise.all(queued)) assert.equal(result.status, 200);
     }

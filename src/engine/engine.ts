@@ -88,6 +88,8 @@ export interface EngineRouting {
   describeVersion?(model: string, version: string): unknown;
   /** The default version was set through the engine (management API set-default). */
   defaultVersionChanged?(model: string, version: string | undefined): void;
+  /** True when the model's requests may be served by another model (a fallback): its own queues do not decide a refusal. */
+  fallsBackToOtherModel?(model: string): boolean;
 }
 
 export interface ModelStatisticsEntry extends VersionStatisticsSnapshot {
@@ -352,6 +354,35 @@ export class Engine {
   /** Rescan the repository now (what poll mode does on its timer). */
   syncRepository(): Promise<void> {
     return this.registry.sync();
+  }
+
+  /**
+   * The QUEUE_FULL refusal for a request to `model` (`version`, if it names one) known before
+   * the request is read: when the named version, or every READY version of the model, has a
+   * full queue, whatever version routing would choose refuses it. Front doors ask before reading
+   * a body, so an excess request costs no parsing. The refusal is counted as a refused request
+   * (requestEnd). Undefined when any candidate has room, or the model is unknown or not ready
+   * (the normal path answers those).
+   */
+  admissionRefusal(model: string, version: string | undefined, protocol: string): TesseraError | undefined {
+    if (this.closing !== undefined) return undefined;
+    const record = this.registry.get(model);
+    if (record === undefined || this.routing?.fallsBackToOtherModel?.(model) === true) return undefined;
+    let candidates: ModelVersion[];
+    try {
+      candidates = version === undefined ? [...record.versions.values()].filter((v) => v.state === 'READY') : [this.resolve(record, version)];
+    } catch {
+      return undefined;
+    }
+    let refusal: TesseraError | undefined;
+    for (const candidate of candidates) {
+      refusal = candidate.queueFullRefusal();
+      if (refusal === undefined) return undefined;
+    }
+    if (refusal === undefined) return undefined;
+    const request: InferenceRequest = { model, ...(version === undefined ? {} : { version }), inputs: [], protocol };
+    publishEnd(request, model, candidates.length === 1 ? candidates[0]!.version : undefined, refusal.code, process.hrtime.bigint(), Date.now(), undefined);
+    return refusal;
   }
 
   /** Run one inference request. Throws TesseraError with a code for every failure. */

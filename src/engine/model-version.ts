@@ -134,6 +134,11 @@ export class ModelVersion {
     return { kind, handler: await createHandler(kind, this.dir), info };
   }
 
+  /** QUEUE_FULL when this version is READY and its queue is full; undefined otherwise. */
+  queueFullRefusal(): TesseraError | undefined {
+    return this.state === 'READY' ? this.scheduler?.fullQueueRefusal() : undefined;
+  }
+
   /** The scheduler of a READY version; otherwise MODEL_UNAVAILABLE with the state and reason. */
   readyScheduler(): Scheduler {
     if (this.state !== 'READY' || this.scheduler === undefined) {

@@ -670,6 +670,12 @@ export class Router implements EngineRouting {
   // State
   // ---------------------------------------------------------------------------------------
 
+  /** True when the model's routing falls back to another model (the engine then cannot refuse on its queues alone). */
+  fallsBackToOtherModel(model: string): boolean {
+    const fallback = this.routesFor(model)?.config.fallback;
+    return fallback?.model !== undefined && fallback.model !== model;
+  }
+
   /** The routes of a model the engine knows (or the state file remembers); undefined otherwise. */
   private routesFor(model: string): ModelRoutes | undefined {
     let routes = this.models.get(model);

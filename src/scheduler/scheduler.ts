@@ -126,6 +126,14 @@ export class Scheduler {
     return this.running;
   }
 
+  /** The QUEUE_FULL refusal a request would get now, or undefined while the queue has room. */
+  fullQueueRefusal(): TesseraError | undefined {
+    if (this.queued < this.options.maxQueueSize) return undefined;
+    return new TesseraError('QUEUE_FULL', `the queue of ${this.options.label} is full (${this.options.maxQueueSize} requests waiting); retry later`, {
+      retryAfterSeconds: this.options.retryAfterSeconds,
+    });
+  }
+
   /** Queue a request; resolves with its requested outputs in order. */
   schedule(request: ScheduledRequest): Promise<Tensor[]> {
     if (this.closed) {
@@ -134,13 +142,8 @@ export class Scheduler {
     if (request.signal?.aborted === true) {
       return Promise.reject(new TesseraError('REQUEST_CANCELLED', 'the request was cancelled before it was queued'));
     }
-    if (this.queued >= this.options.maxQueueSize) {
-      return Promise.reject(
-        new TesseraError('QUEUE_FULL', `the queue of ${this.options.label} is full (${this.options.maxQueueSize} requests waiting); retry later`, {
-          retryAfterSeconds: this.options.retryAfterSeconds,
-        }),
-      );
-    }
+    const full = this.fullQueueRefusal();
+    if (full !== undefined) return Promise.reject(full);
     return new Promise<Tensor[]>((resolve, reject) => {
       const item = new Pending(request, this.clock(), process.hrtime.bigint(), resolve, reject);
       this.levels[this.levelOf(request.priority)]!.push(item);

@@ -79,6 +79,13 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
     );
     app.post<{ Params: ModelParams }>(
       `${prefix}/infer`,
+      {
+        // A full queue refuses before the body is read: an excess request costs no parsing.
+        onRequest: async (req) => {
+          const refusal = engine.admissionRefusal(req.params.model, req.params.version, 'v2-http');
+          if (refusal !== undefined) throw refusal;
+        },
+      },
       handle<ModelParams>(async (req, reply) => {
         const caller = callerContext(req, reply, 'v2-http');
         const answer = await inferV2(engine, rawBody(req), req.headers, { model: req.params.model, version: req.params.version, ...caller });
