@@ -51,6 +51,9 @@ export interface OverloadResult {
   readonly rssMax: number;
   readonly rssLast: number;
   readonly rssFlat: boolean;
+  /** Memory after full garbage collections, idle before the load and right after it. */
+  readonly heldBefore: { readonly rss: number; readonly heapUsed: number; readonly external: number };
+  readonly heldAfter: { readonly rss: number; readonly heapUsed: number; readonly external: number };
   readonly serverCpu: CpuUse;
   readonly generatorCpuPct: number;
   readonly sendLagP99: number;
@@ -102,6 +105,8 @@ export async function runOverload(files: ModelFiles, options: OverloadOptions): 
     const durationMs = options.quick ? 10_000 : 60_000;
     log(`  overload: capacity ${capacityRps.toFixed(0)} req/s; offering ${offeredRps.toFixed(0)} req/s for ${durationMs / 1000} s`);
     await waitForQuiet([server.pid], 15, 20_000);
+    // What the server holds, after full collections, warmed up but idle: the reference for after.
+    const heldBefore = await server.collect();
     const rssIdle = readRssBytes(server.pid);
     const rssSeries: number[] = [];
     const cpuBefore = sampleCpu(server.pid);
@@ -120,6 +125,7 @@ export async function runOverload(files: ModelFiles, options: OverloadOptions): 
     const cpuAfter = sampleCpu(server.pid);
     const loadAfter = sampleLoad([server.pid]);
     const stats1 = await fetchStats(server.origin, 'slow');
+    const heldAfter = await server.collect();
     const statusCounts: Record<string, number> = {};
     for (const [status, list] of run.byStatus) statusCounts[status] = list.length;
     const rejected = summarize([...(run.byStatus.get('503') ?? []), ...(run.byStatus.get('429') ?? [])]);
@@ -153,7 +159,12 @@ export async function runOverload(files: ModelFiles, options: OverloadOptions): 
       rssFirst,
       rssMax,
       rssLast,
-      rssFlat: rssPeakSecondHalf <= rssPeakFirstHalf * 1.05 + 5 * 2 ** 20,
+      // Flat: what the server holds after full collections is what it held before the load.
+      // The sampled series also shows V8 deferring its major collections (peaks alone may climb
+      // for a minute when refusals allocate little: garbage, not growth).
+      rssFlat: heldAfter.rss <= heldBefore.rss * 1.05 + 5 * 2 ** 20,
+      heldBefore,
+      heldAfter,
       rssPeakFirstHalf,
       rssPeakSecondHalf,
       serverCpu: cpuBetween(cpuBefore, cpuAfter),
@@ -180,7 +191,8 @@ export function describeOverload(r: OverloadResult): string[] {
     `503 latency ms: p50 ${ms(r.rejected.p50)}  p95 ${ms(r.rejected.p95)}  p99 ${ms(r.rejected.p99)}  max ${ms(r.rejected.max)}  (n=${r.rejected.count})`,
     `200 latency ms: p50 ${ms(r.accepted.p50)}  p95 ${ms(r.accepted.p95)}  p99 ${ms(r.accepted.p99)}  max ${ms(r.accepted.max)}  (n=${r.accepted.count})`,
     `Retry-After: on ${r.retryAfter.present} of ${r.retryAfter.present + r.retryAfter.absent} refusals (values: ${r.retryAfter.values.join(', ') || 'none'})`,
-    `server RSS MB: idle ${mb(r.rssIdle)}, first ${mb(r.rssFirst)}, max ${mb(r.rssMax)}, last ${mb(r.rssLast)}; peak of the first half ${mb(r.rssPeakFirstHalf)}, of the second half ${mb(r.rssPeakSecondHalf)} -> ${r.rssFlat ? 'flat' : 'NOT flat'} (flat: second-half peak within 5% + 5 MB of the first-half peak)`,
+    `server RSS MB: idle ${mb(r.rssIdle)}, first ${mb(r.rssFirst)}, max ${mb(r.rssMax)}, last ${mb(r.rssLast)}; peak of the first half ${mb(r.rssPeakFirstHalf)}, of the second half ${mb(r.rssPeakSecondHalf)}`,
+    `held after full GCs, before -> after the load: RSS ${mb(r.heldBefore.rss)} -> ${mb(r.heldAfter.rss)} MB, JS heap ${mb(r.heldBefore.heapUsed)} -> ${mb(r.heldAfter.heapUsed)} MB, external ${mb(r.heldBefore.external)} -> ${mb(r.heldAfter.external)} MB -> ${r.rssFlat ? 'flat' : 'NOT flat'} (flat: RSS after within 5% + 5 MB of before)`,
     `server CPU ${r.serverCpu.totalPct.toFixed(0)}% (main thread ${r.serverCpu.mainPct.toFixed(0)}%, ${r.mainCpuMsPerAnswer.toFixed(3)} ms per answer), generator CPU ${r.generatorCpuPct.toFixed(0)}%, send lag p99 ${ms(r.sendLagP99)} ms, client queue max ${r.clientQueuedMax}, connections opened ${r.connectionsOpened}, foreign CPU ${r.foreignCpuPct.toFixed(0)}%`,
   ];
 }

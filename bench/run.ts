@@ -488,8 +488,9 @@ function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[],
       target: 'flat',
       met: overload.rssFlat,
       detail:
-        `idle before: ${mb(overload.rssIdle)} MB; ${overload.rssSeries.length} samples, 1 per second; peaks of the first / second half ` +
-        `${mb(overload.rssPeakFirstHalf)} / ${mb(overload.rssPeakSecondHalf)} MB (flat: second-half peak within 5% + 5 MB of the first-half peak)`,
+        `held after full GCs before / after the load: RSS ${mb(overload.heldBefore.rss)} / ${mb(overload.heldAfter.rss)} MB, JS heap ` +
+        `${mb(overload.heldBefore.heapUsed)} / ${mb(overload.heldAfter.heapUsed)} MB (flat: RSS after within 5% + 5 MB of before); sampled: idle ${mb(overload.rssIdle)} MB, ` +
+        `${overload.rssSeries.length} samples, 1 per second, peaks of the first / second half ${mb(overload.rssPeakFirstHalf)} / ${mb(overload.rssPeakSecondHalf)} MB`,
     });
   }
   return ratios;

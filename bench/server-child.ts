@@ -24,8 +24,20 @@ async function stop(code: number): Promise<void> {
 }
 
 process.on('message', (message: unknown) => {
-  if (isParentMessage(message)) void stop(0);
+  if (!isParentMessage(message)) return;
+  if (message.kind === 'stop') void stop(0);
+  else void collect();
 });
+
+/** Two full collections (the child runs with --expose-gc), then the memory that is really held. */
+async function collect(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  await new Promise((resolve) => setImmediate(resolve));
+  gc?.();
+  const { rss, heapUsed, external } = process.memoryUsage();
+  await toParent({ kind: 'collected', rss, heapUsed, external });
+}
 process.on('disconnect', () => void stop(0));
 
 const started = performance.now();

@@ -21,6 +21,8 @@ export interface ServerProcess {
   /** Milliseconds from process start-up code to listening (model loads and warm-up included). */
   readonly startMs: number;
   stderrTail(): string;
+  /** Memory after full garbage collections in the child (Tessera server children only). */
+  collect(): Promise<{ readonly rss: number; readonly heapUsed: number; readonly external: number }>;
   stop(): Promise<void>;
 }
 
@@ -43,7 +45,7 @@ function spawnChild(script: string, job: unknown): { child: ChildProcess; stderr
   const file = compiled ? join(compiledDir!, script.replace(/\.ts$/, '.js')) : join(BENCH_DIR, script);
   const child = fork(file, [JSON.stringify(job)], {
     cwd: REPO_ROOT,
-    execArgv: [...(compiled ? [] : ['--import', 'tsx']), ...(server ? SERVER_FLAGS : [])],
+    execArgv: [...(compiled ? [] : ['--import', 'tsx']), ...(script === 'server-child.ts' ? ['--expose-gc'] : []), ...(server ? SERVER_FLAGS : [])],
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   let tail = '';
@@ -116,6 +118,14 @@ export async function startServerProcess(script: 'server-child.ts' | 'baseline-s
     origin: `http://127.0.0.1:${port}`,
     startMs: message.startMs,
     stderrTail,
+    collect: async () => {
+      if (script !== 'server-child.ts') throw new Error(`${script} cannot collect garbage on request`);
+      const answer = nextMessage(child, stderrTail, 30_000, `${script} collect`);
+      child.send({ kind: 'collect' });
+      const collected = await answer;
+      if (collected.kind !== 'collected') throw new Error(`${script} answered '${collected.kind}' to collect`);
+      return collected;
+    },
     stop: () => stopChild(child, 25_000),
   };
 }

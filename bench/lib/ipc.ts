@@ -57,18 +57,22 @@ export type ChildMessage =
       readonly startMs: number;
     }
   | { readonly kind: 'failed'; readonly message: string }
-  | { readonly kind: 'raw-result'; readonly results: readonly RawBatchResult[] };
+  | { readonly kind: 'raw-result'; readonly results: readonly RawBatchResult[] }
+  /** The server child's memory right after two full garbage collections (answer to 'collect'). */
+  | { readonly kind: 'collected'; readonly rss: number; readonly heapUsed: number; readonly external: number };
 
-export type ParentMessage = { readonly kind: 'stop' };
+/** `stop`: shut down gracefully. `collect`: run full garbage collections and report memory ('collected'). */
+export type ParentMessage = { readonly kind: 'stop' } | { readonly kind: 'collect' };
 
 export function isChildMessage(value: unknown): value is ChildMessage {
   if (typeof value !== 'object' || value === null) return false;
   const kind = (value as { kind?: unknown }).kind;
-  return kind === 'ready' || kind === 'failed' || kind === 'raw-result';
+  return kind === 'ready' || kind === 'failed' || kind === 'raw-result' || kind === 'collected';
 }
 
 export function isParentMessage(value: unknown): value is ParentMessage {
-  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'stop';
+  const kind = typeof value === 'object' && value !== null ? (value as { kind?: unknown }).kind : undefined;
+  return kind === 'stop' || kind === 'collect';
 }
 
 /** The job a child was started with (argv[2]), parsed; the caller checks the fields it needs. */
