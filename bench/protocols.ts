@@ -27,10 +27,9 @@
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { request } from 'undici';
-import { sessionSettings } from '../src/backends/onnx/settings.js';
 import { buildServerScripts } from './lib/build.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
-import { runRawChild, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
+import { runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
 import { checkGrpcInfer, grpcClosedLoop, grpcInferBodies } from './lib/grpc-loadgen.js';
 import type { RawBatchResult } from './lib/ipc.js';
 import { prepareModels, serverModelConfig, type BenchModel, type BenchModelConfig, type ModelFiles } from './lib/models.js';
@@ -102,24 +101,8 @@ function timingFor(model: ProtocolModel, quick: boolean, retries: { remaining: n
 }
 
 async function runRaw(model: BenchModel, quick: boolean): Promise<ProtocolRaw> {
-  const settings = sessionSettings({}, 1);
-  const results = await runRawChild({
-    modelPath: model.file,
-    input: model.input,
-    itemShape: model.itemShape,
-    batchSizes: PROTOCOLS.rawBatchSizes,
-    intraOpNumThreads: settings.intraOpNumThreads,
-    interOpNumThreads: settings.interOpNumThreads,
-    allowSpinning: settings.allowSpinning,
-    durationMs: quick ? 800 : 2_500,
-    warmupRuns: model.key === 'resnet' ? 2 : 20,
-    minRuns: 5,
-    maxRuns: 200_000,
-    quietThresholdPct: 15,
-    quietMaxWaitMs: quick ? 3_000 : 15_000,
-  });
-  const best = results.reduce((a, b) => (b.itemsPerSecond > a.itemsPerSecond ? b : a));
-  return { model: model.key as ProtocolModel, intraOpThreads: settings.intraOpNumThreads, results, best };
+  const raw = await runRawBaseline(model, PROTOCOLS.rawBatchSizes, {}, quick);
+  return { model: model.key as ProtocolModel, ...raw };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,11 +19,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { sessionSettings } from '../src/backends/onnx/settings.js';
 import { exploreTable, runExplore } from './explore.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
 import { buildServerScripts } from './lib/build.js';
-import { runRawChild, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
+import { runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
 import type { RawBatchResult } from './lib/ipc.js';
 import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { measureMicro, type MicroResult } from './lib/micro.js';
@@ -174,24 +173,8 @@ async function runRaw(model: BenchModel, quick: boolean): Promise<RawFigures[]> 
   const out: RawFigures[] = [];
   for (const spinning of [false, true]) {
     // The server's session options for one instance with default parameters (+ spinning).
-    const settings = sessionSettings(spinning ? { allow_spinning: true } : {}, 1);
-    const results = await runRawChild({
-      modelPath: model.file,
-      input: model.input,
-      itemShape: model.itemShape,
-      batchSizes: model.rawBatchSizes,
-      intraOpNumThreads: settings.intraOpNumThreads,
-      interOpNumThreads: settings.interOpNumThreads,
-      allowSpinning: settings.allowSpinning,
-      durationMs: quick ? 800 : 2_500,
-      warmupRuns: model.key === 'resnet' ? 2 : 20,
-      minRuns: 5,
-      maxRuns: 200_000,
-      quietThresholdPct: 15,
-      quietMaxWaitMs: quick ? 3_000 : 15_000,
-    });
-    const best = results.reduce((a, b) => (b.itemsPerSecond > a.itemsPerSecond ? b : a));
-    out.push({ model: model.key, spinning, intraOpThreads: settings.intraOpNumThreads, results, best });
+    const { intraOpThreads, results, best } = await runRawBaseline(model, model.rawBatchSizes, spinning ? { allow_spinning: true } : {}, quick);
+    out.push({ model: model.key, spinning, intraOpThreads, results, best });
     log(
       `  raw ${model.key} spinning=${spinning ? 'on' : 'off'}: ` +
         results.map((r) => `b${r.batchSize} ${ms(r.medianMs)} ms ${rate(r.itemsPerSecond)}/s`).join(', '),

@@ -7,6 +7,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { makeTempRepository, mlpModel, mlpReference, seededMlpWeights, writeModel } from './support/fixtures.js';
 import { PROJECT_PROTO_DIR } from './support/grpc-client.js';
 import { getJson, postJson, startTestServer } from './support/server.js';
+import { pool } from './support/pool.js';
 
 /**
  * Version routing end to end: two MLP versions whose answers differ measurably, so the version
@@ -37,18 +38,6 @@ async function twoVersions(config = ''): Promise<string> {
   await writeModel(repo, 'mlp', 1, mlpModel(weights['1']), { 'config.yaml': `version_policy:\n  all: {}\n${config}` });
   await writeModel(repo, 'mlp', 2, mlpModel(weights['2']));
   return repo;
-}
-
-/** Run `count` calls of `fn` with `concurrency` in flight. */
-async function pool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = new Array(count);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let i = next++; i < count; i = next++) results[i] = await fn(i);
-    }),
-  );
-  return results;
 }
 
 async function send(url: string, method: string, payload?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {

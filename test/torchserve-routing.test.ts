@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { makeTempRepository, mlpModel, mlpReference, mulberry32, seededMlpWeights, writeModel } from './support/fixtures.js';
 import { getJson, postJson, startTestServer } from './support/server.js';
+import { pool } from './support/pool.js';
 
 /**
  * Version routing of TorchServe's `/predictions` end to end: requests go through the model's
@@ -46,18 +47,6 @@ async function twoVersions(config = ''): Promise<string> {
   await writeModel(repo, 'mlp', 1, mlpModel(weights['1']), { 'config.yaml': `handler: tabular\nversion_policy:\n  all: {}\n${config}` });
   await writeModel(repo, 'mlp', 2, mlpModel(weights['2']));
   return repo;
-}
-
-/** Run `count` calls of `fn` with `concurrency` in flight. */
-async function pool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = new Array(count);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let i = next++; i < count; i = next++) results[i] = await fn(i);
-    }),
-  );
-  return results;
 }
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {

@@ -8,6 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { isChildMessage, type ChildMessage, type RawBatchResult, type RawChildJob } from './ipc.js';
 import { REPO_ROOT } from './models.js';
+import { sessionSettings } from '../../src/backends/onnx/settings.js';
 
 const BENCH_DIR = join(REPO_ROOT, 'bench');
 
@@ -141,3 +142,34 @@ export async function runRawChild(job: RawChildJob, timeoutMs = 300_000): Promis
     await stopChild(child, 5_000);
   }
 }
+
+/**
+ * The raw baseline of a benchmark model with the server's session options for one instance
+ * (`parameters`: model parameters such as allow_spinning): every batch size, and the best.
+ */
+export async function runRawBaseline(
+  model: { readonly key: string; readonly file: string; readonly input: string; readonly itemShape: readonly number[] },
+  batchSizes: readonly number[],
+  parameters: Readonly<Record<string, string | number | boolean>>,
+  quick: boolean,
+): Promise<{ readonly intraOpThreads: number; readonly results: readonly RawBatchResult[]; readonly best: RawBatchResult }> {
+  const settings = sessionSettings(parameters, 1);
+  const results = await runRawChild({
+    modelPath: model.file,
+    input: model.input,
+    itemShape: model.itemShape,
+    batchSizes,
+    intraOpNumThreads: settings.intraOpNumThreads,
+    interOpNumThreads: settings.interOpNumThreads,
+    allowSpinning: settings.allowSpinning,
+    durationMs: quick ? 800 : 2_500,
+    warmupRuns: model.key === 'resnet' ? 2 : 20,
+    minRuns: 5,
+    maxRuns: 200_000,
+    quietThresholdPct: 15,
+    quietMaxWaitMs: quick ? 3_000 : 15_000,
+  });
+  const best = results.reduce((a, b) => (b.itemsPerSecond > a.itemsPerSecond ? b : a));
+  return { intraOpThreads: settings.intraOpNumThreads, results, best };
+}
+
