@@ -35,7 +35,7 @@ export function buildProgram(): Command {
     .option('--compression-threshold-bytes <n>', 'smallest response that is compressed (default 1024)')
     .option('--tf-serving <bool>', 'TensorFlow Serving REST API under /v1/models (default true)')
     .option('--torch-serve <bool>', 'TorchServe inference API: /ping, /predictions (default true)')
-    .option('--sagemaker', 'Amazon SageMaker contract: /ping, /invocations on port 8080, models in /opt/ml/model (also: any SAGEMAKER_* variable)')
+    .option('--sagemaker', 'Amazon SageMaker contract: /ping, /invocations on port 8080, models in /opt/ml/model (also: a SAGEMAKER_* variable set)')
     .option('--vertex', 'Google Vertex AI contract: AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE on AIP_HTTP_PORT (also: AIP_* variables)')
     .option('--vertex-health-route <path>', 'Vertex AI health route when AIP_HEALTH_ROUTE is unset (default /health)')
     .option('--vertex-predict-route <path>', 'Vertex AI predict route when AIP_PREDICT_ROUTE is unset (default /predict)')

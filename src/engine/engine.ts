@@ -106,7 +106,7 @@ export interface ModelVersionDescription {
   readonly instances: number;
   readonly queueDepth: number;
   readonly inFlight: number;
-  /** Routing state of the version (circuit breaker), when routing has any. */
+  /** Routing state of the version (circuit breaker), when routing keeps one. */
   readonly routing?: unknown;
 }
 

@@ -19,7 +19,7 @@ const apiKeyObject = z.strictObject({
 });
 
 export const securityConfigShape = {
-  // Authentication and authorization: on as soon as any key or JWT verification is configured.
+  // Authentication and authorization: on as soon as API keys or JWT verification are configured.
   /** API keys: `<key>[:<scopes>[:<models>]]` strings (scopes, models `+`-separated) or objects. Env TESSERA_API_KEYS (comma-separated). */
   apiKeys: z.array(z.union([z.string().min(1), apiKeyObject])).default([]),
   /** A file of API keys: one per line (`<key> [scopes] [models] [name=..] [rate=..] [budget=..]`) or JSON. */

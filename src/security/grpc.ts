@@ -25,7 +25,7 @@ import { anonymousPrincipal, type Principal } from './principal.js';
  *   PERMISSION_DENIED before any message is read;
  * - for each message: the model allow list, rate limits and budget, and for inference messages
  *   the request limits, checked on the decoded protobuf message before any tensor is built.
- *   A refused inference message still reaches the handler, which answers it as any failed
+ *   A refused inference message still reaches the handler, which answers it like every failed
  *   request (see message-refusals.ts): ModelStreamInfer answers it with `error_message` and
  *   the stream goes on. Other refused messages end their (unary) call with the status.
  */
