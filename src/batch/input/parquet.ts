@@ -1,8 +1,29 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { parquetMetadataAsync, parquetRead, parquetSchema, type AsyncBuffer, type ColumnData, type ColumnMetaData, type FileMetaData, type RowGroup, type SchemaElement } from 'hyparquet';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
+import {
+  parquetMetadataAsync,
+  parquetRead,
+  parquetSchema,
+  type AsyncBuffer,
+  type ColumnData,
+  type ColumnMetaData,
+  type Compressors,
+  type FileMetaData,
+  type RowGroup,
+  type SchemaElement,
+} from 'hyparquet';
 import { floatColumns, packedBytes, packedView, packRows, type PackedFeatures, type PackSpec, type SharedPool } from '../pack.js';
 import { decodeFlatColumn, flatDecodable, type FlatArray } from './parquet-flat.js';
 import { ColumnarBlock, inputError, type ChunkOptions, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
+
+/**
+ * Codecs beyond hyparquet's own (uncompressed and snappy), from node:zlib: gzip and brotli.
+ * zstd and lz4 columns are refused with the codec named (Node 20's zlib has neither).
+ */
+const DECOMPRESSORS: Compressors = {
+  GZIP: (input) => new Uint8Array(gunzipSync(input)),
+  BROTLI: (input) => new Uint8Array(brotliDecompressSync(input)),
+};
 
 /** Columns decoded per read (one task each). */
 const COLUMNS_PER_READ = 8;
@@ -307,6 +328,7 @@ export class ParquetSource implements InputSource {
             rowStart: start,
             rowEnd: end,
             useOffsetIndex: true,
+            compressors: DECOMPRESSORS,
             onChunk: (chunk) => chunks.get(chunk.columnName)?.push(chunk),
           });
         } catch (error) {
