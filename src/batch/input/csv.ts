@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Parser } from 'csv-parse';
 import { TesseraError } from '../../core/errors.js';
-import { ColumnarBlock, inputError, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
+import { chunksOfRecords, ColumnarBlock, inputError, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
 
 interface CsvRecord {
   readonly fields: string[];
@@ -62,56 +62,32 @@ export class CsvSource implements InputSource {
     return this.readChunks(chunkRows, columns, (index) => done.has(index), true);
   }
 
-  private async *readChunks(chunkRows: number, columns: readonly string[], skip: (index: number) => boolean, track: boolean): AsyncGenerator<ChunkBlock | SkippedChunk> {
+  private readChunks(chunkRows: number, columns: readonly string[], skip: (index: number) => boolean, track: boolean): AsyncGenerator<ChunkBlock | SkippedChunk> {
     const header = this.columns.map((column) => column.name);
     const positions = columns.map((name) => [name, header.indexOf(name)] as const);
-    let index = 0;
-    let count = 0;
-    let skipping = skip(0);
-    let data = newColumns(columns, skipping ? 0 : chunkRows);
-    let errors = new Map<number, string>();
-    let first = true;
     const onBytes = track ? (n: number) => (this.consumed += n) : () => undefined;
-    for await (const record of readRecords(this.path, this.delimiter, onBytes)) {
-      if (first) {
-        first = false;
-        continue;
+    return chunksOfRecords(dataRecords(readRecords(this.path, this.delimiter, onBytes)), chunkRows, columns, skip, (record, data, errors, at) => {
+      if (record.fields.length !== header.length) {
+        errors.set(at, `line ${record.line}: ${record.fields.length} fields, but the header has ${header.length}`);
+        return;
       }
-      if (!skipping) {
-        if (record.fields.length !== header.length) {
-          errors.set(count, `line ${record.line}: ${record.fields.length} fields, but the header has ${header.length}`);
-        } else {
-          for (const [name, at] of positions) {
-            const value = at === -1 ? undefined : record.fields[at];
-            data.get(name)![count] = value === '' ? null : value;
-          }
-        }
+      for (const [name, column] of positions) {
+        const value = column === -1 ? undefined : record.fields[column];
+        data.get(name)![at] = value === '' ? null : value;
       }
-      count++;
-      if (count === chunkRows) {
-        yield skipping ? { skipped: true, index, rows: count } : new ColumnarBlock(index, index * chunkRows, count, data, errors);
-        index++;
-        count = 0;
-        skipping = skip(index);
-        data = newColumns(columns, skipping ? 0 : chunkRows);
-        errors = new Map();
-      }
-    }
-    if (count > 0) {
-      if (skipping) {
-        yield { skipped: true, index, rows: count };
-      } else {
-        for (const values of data.values()) values.length = count;
-        yield new ColumnarBlock(index, index * chunkRows, count, data, errors);
-      }
-    }
+    });
   }
 
   async close(): Promise<void> {}
 }
 
-function newColumns(columns: readonly string[], rows: number): Map<string, unknown[]> {
-  return new Map(columns.map((name) => [name, new Array<unknown>(rows)]));
+/** The records after the header. */
+async function* dataRecords(records: AsyncIterable<CsvRecord>): AsyncGenerator<CsvRecord> {
+  let first = true;
+  for await (const record of records) {
+    if (first) first = false;
+    else yield record;
+  }
 }
 
 /** Every record of a CSV file, in order, parsed incrementally as the file streams in. */

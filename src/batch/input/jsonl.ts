@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { ColumnarBlock, inputError, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
+import { chunksOfRecords, ColumnarBlock, inputError, type ChunkBlock, type ColumnInfo, type InputBlock, type InputSource, type SkippedChunk } from './source.js';
 
 /** Rows whose keys make up the column list. */
 const DISCOVERY_ROWS = 1000;
@@ -54,54 +54,25 @@ export class JsonlSource implements InputSource {
     return this.readChunks(chunkRows, columns, (index) => done.has(index), true);
   }
 
-  private async *readChunks(chunkRows: number, columns: readonly string[], skip: (index: number) => boolean, track: boolean): AsyncGenerator<ChunkBlock | SkippedChunk> {
-    let index = 0;
-    let count = 0;
-    let skipping = skip(0);
-    let data = newColumns(columns, skipping ? 0 : chunkRows);
-    let errors = new Map<number, string>();
+  private readChunks(chunkRows: number, columns: readonly string[], skip: (index: number) => boolean, track: boolean): AsyncGenerator<ChunkBlock | SkippedChunk> {
     const onBytes = track ? (n: number) => (this.consumed += n) : () => undefined;
-    for await (const { text, line } of readLines(this.path, onBytes)) {
-      if (!skipping) {
-        let row: unknown;
-        try {
-          row = JSON.parse(text);
-        } catch (error) {
-          errors.set(count, `line ${line}: invalid JSON: ${(error as Error).message}`);
-        }
-        if (row !== undefined) {
-          if (isObject(row)) {
-            for (const [name, values] of data) values[count] = row[name];
-          } else {
-            errors.set(count, `line ${line}: expected a JSON object, got ${Array.isArray(row) ? 'an array' : typeof row}`);
-          }
-        }
+    return chunksOfRecords(readLines(this.path, onBytes), chunkRows, columns, skip, ({ text, line }, data, errors, at) => {
+      let row: unknown;
+      try {
+        row = JSON.parse(text);
+      } catch (error) {
+        errors.set(at, `line ${line}: invalid JSON: ${(error as Error).message}`);
+        return;
       }
-      count++;
-      if (count === chunkRows) {
-        yield skipping ? { skipped: true, index, rows: count } : new ColumnarBlock(index, index * chunkRows, count, data, errors);
-        index++;
-        count = 0;
-        skipping = skip(index);
-        data = newColumns(columns, skipping ? 0 : chunkRows);
-        errors = new Map();
-      }
-    }
-    if (count > 0) {
-      if (skipping) {
-        yield { skipped: true, index, rows: count };
+      if (isObject(row)) {
+        for (const [name, values] of data) values[at] = row[name];
       } else {
-        for (const values of data.values()) values.length = count;
-        yield new ColumnarBlock(index, index * chunkRows, count, data, errors);
+        errors.set(at, `line ${line}: expected a JSON object, got ${Array.isArray(row) ? 'an array' : typeof row}`);
       }
-    }
+    });
   }
 
   async close(): Promise<void> {}
-}
-
-function newColumns(columns: readonly string[], rows: number): Map<string, unknown[]> {
-  return new Map(columns.map((name) => [name, new Array<unknown>(rows)]));
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

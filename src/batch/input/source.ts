@@ -123,6 +123,48 @@ export class ColumnarBlock implements ChunkBlock {
 
 const EMPTY: ArrayLike<unknown> = { length: 0 };
 
+/** Fills row `at` of a chunk from one record: its values into `data`, or a message into `errors`. */
+export type RecordFiller<R> = (record: R, data: ReadonlyMap<string, unknown[]>, errors: Map<number, string>, at: number) => void;
+
+/**
+ * Cut records read one by one (CSV, JSONL) into chunks of `chunkRows`: a ColumnarBlock of the
+ * named columns per chunk, or a SkippedChunk for the chunks `skip` names (their records are
+ * counted, not filled). The last chunk may be shorter.
+ */
+export async function* chunksOfRecords<R>(
+  records: AsyncIterable<R>,
+  chunkRows: number,
+  columns: readonly string[],
+  skip: (index: number) => boolean,
+  fill: RecordFiller<R>,
+): AsyncGenerator<ChunkBlock | SkippedChunk> {
+  const newColumns = (rows: number): Map<string, unknown[]> => new Map(columns.map((name) => [name, new Array<unknown>(rows)]));
+  let index = 0;
+  let count = 0;
+  let skipping = skip(0);
+  let data = newColumns(skipping ? 0 : chunkRows);
+  let errors = new Map<number, string>();
+  for await (const record of records) {
+    if (!skipping) fill(record, data, errors, count);
+    count++;
+    if (count === chunkRows) {
+      yield skipping ? { skipped: true, index, rows: count } : new ColumnarBlock(index, index * chunkRows, count, data, errors);
+      index++;
+      count = 0;
+      skipping = skip(index);
+      data = newColumns(skipping ? 0 : chunkRows);
+      errors = new Map();
+    }
+  }
+  if (count === 0) return;
+  if (skipping) {
+    yield { skipped: true, index, rows: count };
+  } else {
+    for (const values of data.values()) values.length = count;
+    yield new ColumnarBlock(index, index * chunkRows, count, data, errors);
+  }
+}
+
 export function inputError(message: string, cause?: unknown): TesseraError {
   return new TesseraError('INVALID_BATCH_INPUT', message, cause === undefined ? {} : { cause });
 }
