@@ -27,6 +27,16 @@ function cellText(column: ColumnVector, r: number): string | null {
   }
 }
 
+/** UTF-8 text of `rows` lines made by `lineOf`, yielding to the event loop every ROWS_PER_SLICE rows. */
+async function encodeLines(rows: number, lineOf: (row: number) => string): Promise<Uint8Array> {
+  const lines: string[] = new Array<string>(rows);
+  for (let r = 0; r < rows; r++) {
+    if (r > 0 && r % ROWS_PER_SLICE === 0) await yieldToEventLoop();
+    lines[r] = lineOf(r);
+  }
+  return Buffer.from(lines.join(''), 'utf8');
+}
+
 /** JSON Lines: one object per row, keys in column order; null cells are JSON null. */
 export class JsonlWriter implements OutputWriter {
   readonly format = 'jsonl' as const;
@@ -39,11 +49,9 @@ export class JsonlWriter implements OutputWriter {
 
   readonly keepsState = false;
 
-  async encodePart(chunk: ChunkResult): Promise<Uint8Array> {
-    const lines: string[] = new Array<string>(chunk.rows);
+  encodePart(chunk: ChunkResult): Promise<Uint8Array> {
     const columns = chunk.columns;
-    for (let r = 0; r < chunk.rows; r++) {
-      if (r > 0 && r % ROWS_PER_SLICE === 0) await yieldToEventLoop();
+    return encodeLines(chunk.rows, (r) => {
       let line = '';
       for (let c = 0; c < columns.length; c++) {
         const column = columns[c]!;
@@ -51,9 +59,8 @@ export class JsonlWriter implements OutputWriter {
         line += this.keys[c]!;
         line += text === null ? 'null' : column.spec.kind === 'string' ? JSON.stringify(text) : text;
       }
-      lines[r] = `${line}}\n`;
-    }
-    return Buffer.from(lines.join(''), 'utf8');
+      return `${line}}\n`;
+    });
   }
 
   assemble(target: string, resume?: { readonly bytes: number }): Promise<OutputAssembly> {
@@ -73,11 +80,9 @@ export class CsvWriter implements OutputWriter {
 
   readonly keepsState = false;
 
-  async encodePart(chunk: ChunkResult): Promise<Uint8Array> {
-    const lines: string[] = new Array<string>(chunk.rows);
+  encodePart(chunk: ChunkResult): Promise<Uint8Array> {
     const columns = chunk.columns;
-    for (let r = 0; r < chunk.rows; r++) {
-      if (r > 0 && r % ROWS_PER_SLICE === 0) await yieldToEventLoop();
+    return encodeLines(chunk.rows, (r) => {
       let line = '';
       for (let c = 0; c < columns.length; c++) {
         const column = columns[c]!;
@@ -85,9 +90,8 @@ export class CsvWriter implements OutputWriter {
         const text = cellText(column, r);
         if (text !== null) line += column.spec.kind === 'string' ? this.quote(text) : text;
       }
-      lines[r] = `${line}\n`;
-    }
-    return Buffer.from(lines.join(''), 'utf8');
+      return `${line}\n`;
+    });
   }
 
   private quote(text: string): string {
