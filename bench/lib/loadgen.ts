@@ -19,21 +19,13 @@ import { summarize, type LatencySummary } from './stats.js';
 
 const HEADERS = { 'content-type': 'application/json' } as const;
 
-export interface ClosedLoopOptions {
+/** An HTTP closed loop: where to send which bodies, and its timing (see ClosedLoopTiming). */
+export interface ClosedLoopOptions extends ClosedLoopTiming {
   readonly origin: string;
   readonly path: string;
   readonly bodies: readonly Buffer[];
   /** Extra request headers (content-type is application/json unless given). */
   readonly headers?: Readonly<Record<string, string>>;
-  readonly concurrency: number;
-  readonly warmupMs: number;
-  readonly durationMs: number;
-  /** Hard bound on requests issued (warm-up included). */
-  readonly maxRequests: number;
-  readonly requestTimeoutMs: number;
-  /** Called when the measurement window opens and closes (e.g. to snapshot server stats). */
-  readonly onWindowStart?: () => Promise<void>;
-  readonly onWindowEnd?: () => Promise<void>;
 }
 
 export interface ClosedLoopResult {
@@ -80,6 +72,7 @@ export interface ClosedLoopTiming {
   /** Hard bound on requests issued (warm-up included). */
   readonly maxRequests: number;
   readonly requestTimeoutMs: number;
+  /** Called when the measurement window opens and closes (e.g. to snapshot server stats). */
   readonly onWindowStart?: () => Promise<void>;
   readonly onWindowEnd?: () => Promise<void>;
 }
