@@ -7,3 +7,4 @@ export * from './metadata.js';
 export * from './logger.js';
 export * from './float16.js';
 export * from './json-tensor.js';
+export * from './cancel.js';

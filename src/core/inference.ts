@@ -1,4 +1,5 @@
 import type { Parameters, Tensor } from './tensor.js';
+import type { CancelSignal } from './cancel.js';
 
 /** An output the caller asks for, with its per-output parameters (e.g. binary_data, classification). */
 export interface RequestedOutput {
@@ -25,7 +26,7 @@ export interface InferenceRequest {
   /** Relative timeout in milliseconds; a request still queued after it is answered DEADLINE_EXCEEDED. */
   readonly timeoutMs?: number;
   /** Aborted when the caller goes away; a queued request is then dropped and never run. */
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
   /** The front door it came through (`v2-http`, `v2-grpc`, ...), for metrics and logs only. */
   readonly protocol?: string;
   /** W3C trace context of the caller (`traceparent` header value), for tracing only. */

@@ -8,6 +8,7 @@ import { decideBatch, type BatchCandidate, type BatchingPolicy } from './batchin
 import { RingQueue } from './ring-queue.js';
 import type { VersionStatistics } from './stats.js';
 import { channels, publish } from '../core/events.js';
+import type { CancelSignal } from '../core/cancel.js';
 
 export interface SchedulerOptions {
   /** "model 'm' version 1", for messages. */
@@ -53,7 +54,7 @@ export interface ScheduledRequest {
   readonly outputNames: readonly string[];
   readonly priority?: number;
   readonly timeoutMs?: number;
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
   /** The engine request this came from, passed through to observability events. */
   readonly origin?: InferenceRequest;
 }

@@ -1,24 +1,26 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { CancelFlag, type CancelSignal } from '../../core/cancel.js';
 import { requestLimitsOf, type RequestLimits } from '../../security/limits.js';
 
 /**
- * An AbortSignal that fires when the caller disconnects before the response is written, so a
- * queued request is dropped instead of run for nobody.
+ * A signal that fires when the caller disconnects before the response is written, so a
+ * queued request is dropped instead of run for nobody. The response's 'close' event covers
+ * both ways a caller goes away: the socket closing while the request is read or queued, and
+ * before the answer is flushed; after a complete answer `writableFinished` is true.
  */
-export function abortOnDisconnect(request: FastifyRequest, reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
+export function abortOnDisconnect(_request: FastifyRequest, reply: FastifyReply): CancelSignal {
+  const flag = new CancelFlag();
   const response = reply.raw;
-  const onClose = (): void => {
-    if (!response.writableFinished) controller.abort();
-  };
-  response.once('close', onClose);
-  request.raw.once('aborted', onClose);
-  return controller.signal;
+  // 'close' is emitted once per response, so `on` spares the once-wrapper of `once`.
+  response.on('close', () => {
+    if (!response.writableFinished) flag.cancel();
+  });
+  return flag;
 }
 
 /** What every HTTP adapter passes on to the engine about the caller. */
 export interface CallerContext {
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** The front door, for metrics and logs. */
   readonly protocol: string;
   /** The caller's W3C trace context, if it sent one. */

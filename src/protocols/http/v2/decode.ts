@@ -1,5 +1,6 @@
 import { isDataType } from '../../../core/datatype.js';
 import { TesseraError } from '../../../core/errors.js';
+import type { CancelSignal } from '../../../core/cancel.js';
 import type { InferenceRequest, RequestedOutput } from '../../../core/inference.js';
 import type { ParameterValue, Parameters, Tensor } from '../../../core/tensor.js';
 import { elementCount } from '../../../core/shape.js';
@@ -11,7 +12,7 @@ import { checkInputCount, checkShape, jsonTensorLimits, type RequestLimits } fro
 export interface RequestTarget {
   readonly model: string;
   readonly version?: string;
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
   /** The front door (`v2-http`, `tfserving`, ...), for metrics and logs. */
   readonly protocol?: string;
   readonly traceparent?: string;
