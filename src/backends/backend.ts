@@ -1,3 +1,4 @@
+import type { NumericArray, NumericDataType } from '../core/datatype.js';
 import type { Tensor, TensorSpec } from '../core/tensor.js';
 
 /**
@@ -55,4 +56,11 @@ export interface BackendInstance {
    * transferred to a worker thread and detached): callers must not read them afterwards.
    */
   execute(inputs: readonly Tensor[], outputNames: readonly string[]): Promise<ExecutionResult>;
+  /**
+   * An array of `length` elements to assemble input `name` of this instance's next batch in,
+   * when the instance keeps one that costs less than a new array (undefined: allocate one).
+   * Large new arrays are what sets V8's garbage collector going under load: each batch of
+   * 224x224 images is megabytes of external memory.
+   */
+  inputStaging?(name: string, datatype: NumericDataType, length: number): NumericArray | undefined;
 }

@@ -1,4 +1,4 @@
-import { allocate, type NumericArray } from '../core/datatype.js';
+import { allocate, type NumericArray, type NumericDataType } from '../core/datatype.js';
 import { TesseraError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 
@@ -7,8 +7,14 @@ import type { Tensor } from '../core/tensor.js';
  * typed array; each output is split back into per-request views (subarray), with no copy.
  */
 
-/** Concatenate the requests' inputs along dim 0, in `names` order. `inputsPerRequest[r]` is request r's inputs. */
-export function concatInputs(inputsPerRequest: readonly (readonly Tensor[])[], names: readonly string[]): Tensor[] {
+/** Where a batch input of `length` elements is assembled, when not in a new array (see BackendInstance.inputStaging). */
+export type InputStaging = (name: string, datatype: NumericDataType, length: number) => NumericArray | undefined;
+
+/**
+ * Concatenate the requests' inputs along dim 0, in `names` order. `inputsPerRequest[r]` is
+ * request r's inputs. Numeric inputs are copied into `staging`'s array when it gives one.
+ */
+export function concatInputs(inputsPerRequest: readonly (readonly Tensor[])[], names: readonly string[], staging?: InputStaging): Tensor[] {
   if (inputsPerRequest.length === 1) return names.map((name) => byName(inputsPerRequest[0]!, name));
   return names.map((name) => {
     const parts = inputsPerRequest.map((inputs) => byName(inputs, name));
@@ -19,7 +25,7 @@ export function concatInputs(inputsPerRequest: readonly (readonly Tensor[])[], n
       return { name, datatype: 'BYTES', shape, data: parts.flatMap((part) => part.data as Buffer[]) };
     }
     const total = parts.reduce((sum, part) => sum + part.data.length, 0);
-    const data = allocate(first.datatype, total) as NumericArray;
+    const data = staging?.(name, first.datatype, total) ?? (allocate(first.datatype, total) as NumericArray);
     let offset = 0;
     for (const part of parts) {
       (data as Float32Array).set(part.data as Float32Array, offset);

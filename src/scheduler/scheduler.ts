@@ -261,6 +261,7 @@ export class Scheduler {
       const inputs = concatInputs(
         batch.map((item) => item.request.inputs),
         this.options.inputNames,
+        instance.inputStaging === undefined ? undefined : (name, datatype, length) => instance.inputStaging!(name, datatype, length),
       );
       const t1 = process.hrtime.bigint();
       const result = await instance.execute(inputs, outputNames);

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import type { NumericArray } from '../../core/datatype.js';
+import { TYPED_ARRAY, elementByteSize, type NumericArray, type NumericDataType } from '../../core/datatype.js';
 import { TesseraError } from '../../core/errors.js';
 import type { Tensor, TensorSpec } from '../../core/tensor.js';
 import type { BackendInstance, ExecutionResult } from '../backend.js';
@@ -9,7 +9,21 @@ import { siblingModule, spawnModuleWorker } from './spawn.js';
 interface PendingRun {
   readonly resolve: (result: ExecutionResult) => void;
   readonly reject: (error: TesseraError) => void;
+  /** Staging buffers the run's inputs are in, free again once it settles. */
+  readonly staged: readonly StagingSlot[];
 }
+
+/** Shared memory one input of the instance's batches is assembled in (see inputStaging). */
+interface StagingSlot {
+  readonly buffer: SharedArrayBuffer;
+  lent: boolean;
+}
+
+/**
+ * Inputs below this size are assembled in new arrays: small allocations do not drive the
+ * garbage collector, and transferring their buffers costs nothing.
+ */
+const STAGING_MIN_BYTES = 64 * 1024;
 
 /** Failures onnxruntime reports for bad input values rather than for a broken model. */
 const INPUT_VALUE_FAILURE = /invalid[_ ]argument|out of (data )?bounds|invalid (input|dimension|shape)|index .* out of range/i;
@@ -22,6 +36,7 @@ export class SessionInstance implements BackendInstance {
   readonly index: number;
   private readonly worker: Worker;
   private readonly pending = new Map<number, PendingRun>();
+  private readonly staging = new Map<string, StagingSlot>();
   private nextId = 0;
   private exited = false;
   private exitReason = 'the instance was closed';
@@ -84,15 +99,65 @@ export class SessionInstance implements BackendInstance {
     const id = this.nextId++;
     let wire: WireTensor[];
     try {
-      wire = inputs.map(toWire);
+      wire = inputs.map((tensor) => this.toWire(tensor));
     } catch (error) {
+      this.releaseStaging([...this.staging.values()]);
       return Promise.reject(error);
     }
+    // Slots lent for a batch that never reached execute (its assembly failed) are free again.
+    const staged: StagingSlot[] = [];
+    for (const slot of this.staging.values()) {
+      if (!slot.lent) continue;
+      if (wire.some((tensor) => !Array.isArray(tensor.data) && (tensor.data as NumericArray).buffer === slot.buffer)) staged.push(slot);
+      else slot.lent = false;
+    }
     return new Promise<ExecutionResult>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, staged });
       const message: ToWorker = { kind: 'run', id, inputs: wire, outputNames };
       this.worker.postMessage(message, transferList(wire));
     });
+  }
+
+  /**
+   * The instance's shared buffer for input `name`, lent until the run it goes into settles.
+   * The worker copies it into memory of its own for onnxruntime (which refuses shared memory)
+   * before the run starts, so one buffer per input serves every batch without allocating.
+   */
+  inputStaging(name: string, datatype: NumericDataType, length: number): NumericArray | undefined {
+    const bytes = length * elementByteSize(datatype);
+    if (bytes < STAGING_MIN_BYTES) return undefined;
+    let slot = this.staging.get(name);
+    if (slot?.lent === true) return undefined;
+    if (slot === undefined || slot.buffer.byteLength < bytes) {
+      slot = { buffer: new SharedArrayBuffer(bytes), lent: false };
+      this.staging.set(name, slot);
+    }
+    slot.lent = true;
+    return new TYPED_ARRAY[datatype](slot.buffer, 0, length);
+  }
+
+  /**
+   * The wire form of a tensor. Numeric data is transferred, so it must own its whole buffer:
+   * a view into a larger buffer (a pooled Buffer, a slice of a request body) is copied into
+   * staging (or a new array) first, since transferring would detach the rest of that buffer.
+   * Views of shared memory are shared.
+   */
+  private toWire(tensor: Tensor): WireTensor {
+    if (tensor.datatype === 'BYTES') return bytesToWire(tensor);
+    const data = tensor.data;
+    if (data.buffer instanceof SharedArrayBuffer) return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data };
+    const ownsBuffer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+    if (ownsBuffer) return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data };
+    const staged = this.inputStaging(tensor.name, tensor.datatype, data.length);
+    if (staged !== undefined) {
+      (staged as Float32Array).set(data as Float32Array);
+      return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data: staged };
+    }
+    return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data: data.slice() as NumericArray };
+  }
+
+  private releaseStaging(slots: readonly StagingSlot[]): void {
+    for (const slot of slots) slot.lent = false;
   }
 
   /** Release the session and stop the worker; idempotent. */
@@ -122,6 +187,7 @@ export class SessionInstance implements BackendInstance {
       const run = this.pending.get(message.id);
       if (run === undefined) return;
       this.pending.delete(message.id);
+      this.releaseStaging(run.staged);
       run.resolve({
         outputs: message.outputs.map(fromWire),
         timings: { inputNs: message.inputNs, inferNs: message.inferNs, outputNs: message.outputNs },
@@ -130,6 +196,7 @@ export class SessionInstance implements BackendInstance {
       const run = this.pending.get(message.id);
       if (run === undefined) return;
       this.pending.delete(message.id);
+      this.releaseStaging(run.staged);
       const code = INPUT_VALUE_FAILURE.test(message.message) ? 'INVALID_INPUT_DATA' : 'INFERENCE_FAILED';
       run.reject(new TesseraError(code, `onnxruntime failed to run the model: ${message.message}`));
     }
@@ -148,27 +215,15 @@ export class SessionInstance implements BackendInstance {
   }
 }
 
-/**
- * The wire form of a tensor. Numeric data is transferred, so it must own its whole buffer:
- * a view into a larger buffer (a pooled Buffer, a slice of a request body) is copied first,
- * since transferring would detach the rest of that buffer. Views of shared memory are shared.
- */
-function toWire(tensor: Tensor): WireTensor {
-  if (tensor.datatype === 'BYTES') {
-    // onnxruntime-node passes string elements as C strings: a NUL byte would silently cut the
-    // element short, so refuse it instead.
-    const withNul = tensor.data.findIndex((bytes) => bytes.includes(0));
-    if (withNul !== -1) {
-      throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${withNul} contains a NUL byte, which onnxruntime string tensors cannot carry`);
-    }
-    return { name: tensor.name, datatype: 'BYTES', shape: tensor.shape, data: tensor.data.map((b) => b.toString('utf8')) };
+/** BYTES elements travel as strings (onnxruntime-node's string tensors take JS strings). */
+function bytesToWire(tensor: Tensor & { readonly datatype: 'BYTES' }): WireTensor {
+  // onnxruntime-node passes string elements as C strings: a NUL byte would silently cut the
+  // element short, so refuse it instead.
+  const withNul = tensor.data.findIndex((bytes) => bytes.includes(0));
+  if (withNul !== -1) {
+    throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${withNul} contains a NUL byte, which onnxruntime string tensors cannot carry`);
   }
-  const data = tensor.data;
-  // A view of shared memory (batch jobs pack their rows there) crosses as it is: posting it
-  // neither copies nor detaches anything; the worker copies it for onnxruntime.
-  if (data.buffer instanceof SharedArrayBuffer) return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data };
-  const ownsBuffer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
-  return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data: ownsBuffer ? data : (data.slice() as NumericArray) };
+  return { name: tensor.name, datatype: 'BYTES', shape: tensor.shape, data: tensor.data.map((b) => b.toString('utf8')) };
 }
 
 function fromWire(wire: WireTensor): Tensor {

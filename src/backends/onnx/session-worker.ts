@@ -90,6 +90,9 @@ function toOrt(tensor: WireTensor, taken: ArrayBuffer[]): ort.Tensor {
     // onnxruntime-node refuses shared memory: copy into a buffer of this run's own (given back
     // once the run has returned; with runs queued at the worker, each has its own).
     const at = unshared.findIndex((buffer) => buffer.byteLength >= data.byteLength);
+    // None large enough: a larger one replaces a free one, so the list stays as long as the
+    // number of runs that were ever in flight at once (batches grow, they do not pile up).
+    if (at === -1) unshared.pop();
     const buffer = at === -1 ? new ArrayBuffer(data.byteLength) : unshared.splice(at, 1)[0]!;
     taken.push(buffer);
     const copy = new (data.constructor as Float32ArrayConstructor)(buffer, 0, data.length);
