@@ -47,7 +47,8 @@ function spawnChild(script: string, job: unknown): { child: ChildProcess; stderr
   const child = fork(file, [JSON.stringify(job)], {
     cwd: REPO_ROOT,
     execArgv: [...(compiled ? [] : ['--import', 'tsx']), ...(script === 'server-child.ts' ? ['--expose-gc'] : []), ...(server ? SERVER_FLAGS : [])],
-    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    // BENCH_SERVER_STDOUT=inherit shows what a server writes to stdout (e.g. with BENCH_SERVER_NODE_FLAGS=--trace-gc).
+    stdio: ['ignore', process.env['BENCH_SERVER_STDOUT'] === 'inherit' ? 'inherit' : 'ignore', 'pipe', 'ipc'],
   });
   let tail = '';
   child.stderr?.setEncoding('utf8');

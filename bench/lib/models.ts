@@ -177,5 +177,6 @@ export function serverModelConfig(model: BenchModel, batching: boolean, delayUs:
     ...(model.pinDims ? { input: [{ name: model.input, dims: model.itemShape }] } : {}),
     dynamic_batching: batching ? { max_queue_delay_microseconds: delayUs } : false,
     ...extra,
+    ...(process.env['BENCH_MODEL_CONFIG_EXTRA'] === undefined ? {} : (JSON.parse(process.env['BENCH_MODEL_CONFIG_EXTRA']) as BenchModelConfig)),
   };
 }
