@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { JsonNumberArray, tensorDataFromJson } from '../src/core/json-tensor.js';
 import { TesseraError } from '../src/core/errors.js';
 import { parseV2RequestJson } from '../src/protocols/http/v2/json-body.js';
+import { loadBody, WASM_SCAN_MIN_BYTES } from '../src/protocols/http/v2/number-scanner.js';
 import { mulberry32 as seededRandom } from './support/fixtures.js';
 
 /**
@@ -11,6 +12,13 @@ import { mulberry32 as seededRandom } from './support/fixtures.js';
  */
 
 const parse = (text: string): unknown => parseV2RequestJson(Buffer.from(text, 'utf8'), 'the request body');
+
+/**
+ * `text` as it is and padded past WASM_SCAN_MIN_BYTES with trailing whitespace (valid JSON
+ * either way): bodies that size have their numbers read by the WebAssembly scanner, smaller
+ * ones by the JavaScript loop, and both must give (and refuse) the same.
+ */
+const bothPaths = (text: string): string[] => [text, text + ' '.repeat(WASM_SCAN_MIN_BYTES)];
 
 /** The parse result with packed arrays turned back into plain numbers (flat). */
 function unpacked(value: unknown): unknown {
@@ -75,11 +83,16 @@ test('numbers in every notation read to the same doubles as JSON.parse', () => {
     const pick = i % 5;
     texts.push(pick === 0 ? String(value) : pick === 1 ? value.toFixed(i % 9) : pick === 2 ? value.toExponential(i % 17) : pick === 3 ? value.toPrecision(1 + (i % 21)) : String(Math.fround(value)));
   }
-  const body = `{"inputs":[{"name":"x","datatype":"FP64","shape":[${texts.length}],"data":[${texts.join(',')}]}]}`;
-  const packed = (parse(body) as { inputs: { data: unknown }[] }).inputs[0]!.data;
-  assert.ok(packed instanceof JsonNumberArray, 'the data came back packed');
   const expected = texts.map((text) => JSON.parse(text) as number);
-  texts.forEach((text, i) => assert.ok(Object.is(packed.values[i], expected[i]), `${text}: got ${packed.values[i]}, JSON.parse gives ${expected[i]}`));
+  // One large body (the WebAssembly scanner), then bodies of 300 numbers (the JavaScript loop).
+  const runs = [{ from: 0, texts }, ...Array.from({ length: Math.ceil(texts.length / 300) }, (_, k) => ({ from: k * 300, texts: texts.slice(k * 300, k * 300 + 300) }))];
+  for (const run of runs) {
+    const body = `{"inputs":[{"name":"x","datatype":"FP64","shape":[${run.texts.length}],"data":[${run.texts.join(',')}]}]}`;
+    assert.equal(body.length >= WASM_SCAN_MIN_BYTES, run.texts === texts, 'the large body is scanned in WebAssembly, the others are not');
+    const packed = (parse(body) as { inputs: { data: unknown }[] }).inputs[0]!.data;
+    assert.ok(packed instanceof JsonNumberArray, 'the data came back packed');
+    run.texts.forEach((text, i) => assert.ok(Object.is(packed.values[i], expected[run.from + i]), `${text}: got ${packed.values[i]}, JSON.parse gives ${expected[run.from + i]}`));
+  }
   // Elsewhere in the document numbers are plain numbers, with the same values.
   const loose = parse(`{"parameters":{"values":[${texts.join(',')}]}}`) as { parameters: { values: number[] } };
   texts.forEach((text, i) => assert.ok(Object.is(loose.parameters.values[i], expected[i]), text));
@@ -107,10 +120,10 @@ test('documents parse to what JSON.parse gives, data packed only under inputs[i]
     '12',
     'null',
   ];
-  for (const text of documents) {
+  for (const text of documents.flatMap(bothPaths)) {
     const expected = JSON.parse(text) as unknown;
     const actual = parse(text);
-    assertSameValues(unpacked(actual), flattenedData(expected), text);
+    assertSameValues(unpacked(actual), flattenedData(expected), text.trimEnd());
   }
   // __proto__ is an own property, as with JSON.parse, and does not change the prototype.
   const withProto = parse('{"__proto__":{"polluted":true}}') as Record<string, unknown>;
@@ -129,7 +142,7 @@ test('whatever JSON.parse refuses is refused, as INVALID_REQUEST naming the posi
     '{"a":1 "b":2}', '[1,2', '[1,,2]', '[,1]', '"abc', '"a\\x"', '"a\\u12"', '"tab\there"', '"line\nbreak"', '{"a":1}x', '{"a":1}{"b":2}', '\u00a0{}',
     '{"a":"\\"}', '[1]]',
   ];
-  for (const text of invalid) {
+  for (const text of invalid.flatMap((text) => (text.trim() === '' ? [text] : bothPaths(text)))) {
     assert.throws(() => JSON.parse(text), `JSON.parse refuses ${JSON.stringify(text)}`);
     assert.throws(
       () => parse(text),
@@ -203,4 +216,34 @@ test('an FP32 input whose datatype comes first is read straight to float32, roun
   const changed = dataOf(`{"inputs":[{"name":"x","datatype":"FP32","data":[${texts.join(',')}],"datatype":"FP64"}]}`);
   assert.ok(changed.values instanceof Float64Array);
   texts.forEach((text, i) => assert.ok(Object.is(changed.values[i], JSON.parse(text)), text));
+});
+
+test('the WebAssembly scanner: long runs in several calls, whitespace, and the runs it leaves to JavaScript', () => {
+  const random = seededRandom(11);
+  // 150,000 numbers in one flat run (more than one scan call holds), Python's ', ' separators,
+  // and in one copy an exponent near the end: the scanner declines that run after full calls
+  // and the JavaScript loop reads it all again.
+  const values = Array.from({ length: 150_000 }, () => ((random() - 0.5) * 8).toFixed(1 + Math.floor(random() * 6)));
+  const withExponent = values.slice();
+  withExponent[140_000] = '1.5e-3';
+  for (const [numbers, separator] of [[values, ','], [values, ', '], [withExponent, ',']] as const) {
+    const body = `{"inputs":[{"name":"x","datatype":"FP32","shape":[${numbers.length}],"data":[ ${numbers.join(separator)} ]}]}`;
+    const packed = (parse(body) as { inputs: { data: unknown }[] }).inputs[0]!.data;
+    assert.ok(packed instanceof JsonNumberArray);
+    assert.equal(packed.values.length, numbers.length);
+    numbers.forEach((text, i) => assert.ok(Object.is(packed.values[i], Math.fround(JSON.parse(text) as number)), `${text} at ${i}: got ${packed.values[i]}`));
+  }
+
+  const scanOf = (run: string): { count: number; end: string; values: number[] } => {
+    const body = Buffer.from(`[${run}]`);
+    const loaded = loadBody(body);
+    const result = loaded.scan(1);
+    return { count: result.count, end: body.toString('latin1', result.end, result.end + 1), values: result.count > 0 ? Array.from(loaded.values(result.count)) : [] };
+  };
+  assert.deepEqual(scanOf('-1.25, 0 ,\t3.5\n'), { count: 3, end: ']', values: [-1.25, 0, 3.5] });
+  assert.ok(Object.is(scanOf('-0.0').values[0], -0));
+  assert.equal(scanOf('0.0000000000000000000001').count, 1, '22 fraction digits are exact');
+  for (const declined of ['1e5', '2E-1', '0.00000000000000000000001', '1234567890123456', '0.1234567890123456', '01', '-', '1.', '.5', '1,[2]', '+1', 'x']) {
+    assert.equal(scanOf(declined).count, -1, `${declined} is left to JavaScript`);
+  }
 });

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { TesseraError } from '../../../core/errors.js';
 import { JsonNumberArray, MAX_JSON_TENSOR_RANK } from '../../../core/json-tensor.js';
+import { loadBody, WASM_SCAN_MAX_BYTES, WASM_SCAN_MIN_BYTES, type LoadedBody } from './number-scanner.js';
 
 /**
  * The V2 inference request body parser. It accepts exactly what `JSON.parse` accepts and
@@ -58,6 +59,8 @@ class V2BodyReader {
   private pos = 0;
   private depth = 0;
   private view: DataView | undefined;
+  /** The body in the WebAssembly scanner's memory (null: too small or too large for it; undefined: not loaded yet). */
+  private wasm: LoadedBody | null | undefined;
 
   constructor(private readonly bytes: Buffer) {}
 
@@ -208,9 +211,34 @@ class V2BodyReader {
       }
       if (leafDepth === -1) leafDepth = depth;
       else if (depth !== leafDepth) return this.restore(start);
-      // The numbers of one innermost array, up to its ']'.
+      // The numbers of one innermost array, up to its ']': in WebAssembly when the body is
+      // loaded there, which gives the same doubles or declines (-1) and leaves the run to the
+      // loop below.
       const first = count;
-      for (;;) {
+      let scanned = false;
+      if (this.wasm === undefined) this.wasm = end >= WASM_SCAN_MIN_BYTES && end <= WASM_SCAN_MAX_BYTES ? loadBody(bytes) : null;
+      if (this.wasm !== null) {
+        let result = this.wasm.scan(pos);
+        while (result.count >= 0) {
+          if (count + result.count > values.length) {
+            const grown = new Float64Array(Math.max(values.length * 2, count + result.count));
+            grown.set(values.subarray(0, count));
+            scratch = values = grown;
+          }
+          values.set(this.wasm.values(result.count), count);
+          count += result.count;
+          if (!result.full) break;
+          result = this.wasm.scan(result.end);
+        }
+        if (result.count >= 0) {
+          pos = result.end;
+          c = bytes[pos]!;
+          scanned = true;
+        } else {
+          count = first;
+        }
+      }
+      if (!scanned) for (;;) {
         // A number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
         const numberStart = pos;
         let negative = false;
