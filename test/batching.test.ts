@@ -76,7 +76,10 @@ describe('dynamic batching over HTTP', () => {
       assert.equal(refused.status, status);
       assert.equal(refused.headers.get('retry-after'), '3');
       assert.match((refused.body as { error: string }).error, /queue of model 'echo' version 1 is full/);
-      assert.ok(elapsed < 50, `refused in ${elapsed} ms`);
+      // The queue is held, so a request that was queued instead would wait until close(): any
+      // bound far below that shows the refusal came at once (250 ms leaves room for a loaded
+      // machine; the benchmark measures the real latency, 2-3 ms at p99 under 4x overload).
+      assert.ok(elapsed < 250, `refused in ${elapsed} ms`);
       // Refused before the body is read: a body that would be a 400 is not even parsed.
       const unread = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": [not json' });
       assert.equal(unread.status, status);
