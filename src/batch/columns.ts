@@ -28,6 +28,11 @@ export interface ColumnVector {
   readonly values: ColumnValues;
   /** Undefined when no row is null. */
   readonly nulls: Uint8Array | undefined;
+  /**
+   * Smallest and largest of the non-null values (NaN skipped) of a float or int32 column, when
+   * they were noted as the values were set; writers that keep statistics scan for them otherwise.
+   */
+  readonly range?: { readonly min: number; readonly max: number } | undefined;
 }
 
 /** A scored chunk of rows, ready to be written as one part. */

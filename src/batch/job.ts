@@ -17,7 +17,7 @@ import { formatFloat32, type ChunkResult } from './columns.js';
 import { ChunkAssembler, ColumnPool, planOutputs, type OutputPlan } from './outputs.js';
 import { syncDirectory } from './output/files.js';
 import type { ParquetCompression } from './output/parquet.js';
-import { createOutputWriter, type OutputAssembly, type OutputWriter } from './output/writer.js';
+import { createOutputWriter, type EncodedPart, type OutputAssembly, type OutputWriter } from './output/writer.js';
 import { formatBytes, formatCount, formatDuration, Progress, type ProgressMode } from './progress.js';
 import { RemoteExecutor } from './remote-executor.js';
 
@@ -369,8 +369,8 @@ class JobRun {
   /** Chunks in the output so far (0 .. assembled-1). */
   private assembled: number;
   private assembling: Promise<void> = Promise.resolve();
-  /** Chunks encoded and waiting for the ones before them to be appended. */
-  private readonly encoded = new Map<number, { readonly bytes: Uint8Array; readonly rows: number; readonly errors: number }>();
+  /** Chunks encoded and waiting for the ones before them to be appended (with their columns, which the parts may view). */
+  private readonly encoded = new Map<number, { readonly part: EncodedPart; readonly result: ChunkResult }>();
   private rowsDone: number;
   private errors: number;
   private readonly limiter: Limiter;
@@ -469,10 +469,12 @@ class JobRun {
       for (let next = this.encoded.get(this.assembled); next !== undefined; next = this.encoded.get(this.assembled)) {
         const index = this.assembled;
         this.encoded.delete(index);
-        const state = await this.assembly!.append(next.bytes);
-        writer.reclaim?.(next.bytes);
+        const state = await this.assembly!.append(next.part);
+        // The chunk's bytes are in the output: its part's memory and its columns serve later chunks.
+        writer.reclaim?.(next.part);
+        this.columns.giveBack(next.result);
         if (writer.keepsState) await checkpoint.saveState(index, state);
-        await checkpoint.markDone(index, next.rows, next.errors, this.assembly!.length);
+        await checkpoint.markDone(index, next.result.rows, next.result.errors, this.assembly!.length);
         this.assembled++;
       }
     });
@@ -599,6 +601,9 @@ class JobRun {
     const encoder = new BlockEncoder(mapping, block);
     this.errors += assembler.errors;
     this.rowsDone += assembler.errors;
+    // Rows that failed before scoring (passthrough values of the wrong type) are skipped; with
+    // none, rows are not checked one by one.
+    const skip = assembler.errors > 0 ? (r: number): boolean => assembler.hasFailed(r) : undefined;
     // Each request covers the next `batchSize` rows of the block (less its bad rows). It is
     // encoded only when a request slot frees up, so the event loop never blocks for long
     // while an instance waits for its next batch.
@@ -614,7 +619,7 @@ class JobRun {
             from,
             to,
             builder,
-            (r) => assembler.hasFailed(r),
+            skip,
             (r, problem) => {
               assembler.fail(r, problem);
               this.errors++;
@@ -636,10 +641,8 @@ class JobRun {
    * records it in the checkpoint. Chunks are written once, into the output itself.
    */
   private async writeChunk(result: ChunkResult): Promise<void> {
-    const bytes = await this.o.writer.encodePart(result);
-    // The bytes hold the chunk's values now: its columns serve later chunks.
-    this.columns.giveBack(result);
-    this.encoded.set(result.index, { bytes, rows: result.rows, errors: result.errors });
+    const part = await this.o.writer.encodePart(result);
+    this.encoded.set(result.index, { part, result });
     await this.advanceAssembly();
   }
 

@@ -422,6 +422,8 @@ interface BindingSource {
 export class BlockEncoder {
   private readonly sources: BindingSource[];
   private readonly allPacked: boolean;
+  /** Rows of the block's packed inputs that have a non-finite value (when every input is packed). */
+  private readonly packedProblems: readonly ReadonlyMap<number, string>[];
 
   constructor(
     readonly mapping: Mapping,
@@ -438,22 +440,24 @@ export class BlockEncoder {
       return { columns, typed };
     });
     this.allPacked = this.sources.every((source) => source.packed !== undefined) && block.rowErrors.size === 0;
+    this.packedProblems = this.allPacked ? this.sources.map((source) => source.packed!.problems).filter((problems) => problems.size > 0) : [];
   }
 
   /**
    * Encode rows [from, to) into an empty `builder` (capacity >= to - from), skipping rows for
-   * which `skip(r)` is true and reporting bad ones to `bad`. Packed inputs are taken as views
-   * when every row of the range goes (no copy); feature columns that are all typed float arrays
-   * are copied column by column (sequential reads); anything else row by row.
+   * which `skip(r)` is true (without `skip`, none) and reporting bad ones to `bad`. Packed
+   * inputs are taken as views when every row of the range goes (no copy); feature columns that
+   * are all typed float arrays are copied column by column (sequential reads); anything else
+   * row by row.
    */
-  encodeRange(from: number, to: number, builder: RequestBuilder, skip: (r: number) => boolean, bad: (r: number, problem: string) => void): void {
+  encodeRange(from: number, to: number, builder: RequestBuilder, skip: ((r: number) => boolean) | undefined, bad: (r: number, problem: string) => void): void {
     if (this.allPacked) {
       this.encodePacked(from, to, builder, skip, bad);
       return;
     }
     if (!this.sources.every((source) => source.typed) || this.block.rowErrors.size > 0) {
       for (let r = from; r < to; r++) {
-        if (skip(r)) continue;
+        if (skip?.(r) === true) continue;
         const problem = this.encodeRow(r, builder);
         if (problem !== undefined) bad(r, problem);
       }
@@ -482,7 +486,7 @@ export class BlockEncoder {
     let rows = 0;
     for (let i = 0; i < n; i++) {
       const r = from + i;
-      if (skip(r)) continue;
+      if (skip?.(r) === true) continue;
       const problem = problems?.get(i);
       if (problem !== undefined) {
         bad(r, problem);
@@ -502,17 +506,19 @@ export class BlockEncoder {
   }
 
   /** Every input packed: views of the packed rows when all of them go, else the good rows copied. */
-  private encodePacked(from: number, to: number, builder: RequestBuilder, skip: (r: number) => boolean, bad: (r: number, problem: string) => void): void {
+  private encodePacked(from: number, to: number, builder: RequestBuilder, skip: ((r: number) => boolean) | undefined, bad: (r: number, problem: string) => void): void {
     const sources = this.sources;
-    const problems = sources.filter((source) => source.packed!.problems.size > 0).map((source) => source.packed!.problems);
+    const problems = this.packedProblems;
     let clean = true;
-    for (let r = from; r < to && clean; r++) {
-      if (skip(r)) clean = false;
-      for (let p = 0; p < problems.length && clean; p++) if (problems[p]!.has(r)) clean = false;
+    if (skip !== undefined || problems.length > 0) {
+      for (let r = from; r < to && clean; r++) {
+        if (skip?.(r) === true) clean = false;
+        for (let p = 0; p < problems.length && clean; p++) if (problems[p]!.has(r)) clean = false;
+      }
     }
     if (!clean) {
       for (let r = from; r < to; r++) {
-        if (skip(r)) continue;
+        if (skip?.(r) === true) continue;
         const problem = this.encodeRow(r, builder);
         if (problem !== undefined) bad(r, problem);
       }

@@ -295,6 +295,12 @@ function storageFor(kind: ColumnKind, rows: number): ColumnValues {
 
 class Column {
   nulls: Uint8Array | undefined;
+  /** Smallest and largest value set so far, NaN before the first (see noteRange). */
+  private lo = NaN;
+  private hi = NaN;
+  /** Whether every value set so far was noted in lo/hi (undefined: none set yet). */
+  private noted: boolean | undefined;
+
   constructor(
     readonly spec: ColumnSpec,
     readonly values: ColumnValues,
@@ -306,8 +312,22 @@ class Column {
     this.nulls[r] = 1;
   }
 
+  /** Values were set and `lo`/`hi` (NaN when none but NaN) are their smallest and largest. */
+  noteRange(lo: number, hi: number): void {
+    if (this.noted === false) return;
+    this.noted = true;
+    if (lo < this.lo || this.lo !== this.lo) this.lo = lo;
+    if (hi > this.hi || this.hi !== this.hi) this.hi = hi;
+  }
+
+  /** Values were set without noting their range: the writer finds it. */
+  unnoted(): void {
+    this.noted = false;
+  }
+
   vector(): ColumnVector {
-    return { spec: this.spec, values: this.values, nulls: this.nulls };
+    const range = this.noted === true && this.lo === this.lo ? { min: this.lo, max: this.hi } : undefined;
+    return { spec: this.spec, values: this.values, nulls: this.nulls, range };
   }
 }
 
@@ -397,6 +417,7 @@ export class ChunkAssembler {
       if (plan.perRow === undefined) {
         const column = columns[0]!.values as (string | null)[];
         for (let i = 0; i < rows; i++) column[rowIndex[i]!] = JSON.stringify(jsonValues(tensor, i * width, (i + 1) * width));
+        columns[0]!.unnoted();
         return;
       }
       if (width !== plan.perRow) throw new TesseraError('INFERENCE_FAILED', `output '${plan.output}' has ${width} values per row; its shape says ${plan.perRow}`);
@@ -413,8 +434,12 @@ export class ChunkAssembler {
       const half = tensor.datatype === 'FP16';
       if (data instanceof Float32Array && label === undefined) {
         argmax32(data, rowIndex, rows, width, prediction, confidence);
+        this.prediction!.noteRange(noted[0]!, noted[1]!);
+        this.confidence!.noteRange(noted[2]!, noted[3]!);
         return;
       }
+      this.prediction!.unnoted();
+      this.confidence!.unnoted();
       for (let i = 0; i < rows; i++) {
         const r = rowIndex[i]!;
         let best = 0;
@@ -451,8 +476,20 @@ export class ChunkAssembler {
   }
 }
 
+/**
+ * What the last argmax32 or scatterColumn call saw, for the statistics the writer needs (see
+ * ColumnVector.range): [smallest, largest] set, and for argmax32 then [smallest, largest]
+ * confidence. Noted in the loops that write the values, while they are at hand: a second pass
+ * over the columns would cost as much again. NaN is skipped (NaN when nothing else was set).
+ */
+const noted = new Float64Array(4);
+
 /** prediction / confidence of FP32 outputs (the common case), in a loop of its own that stays monomorphic. */
 function argmax32(data: Float32Array, rowIndex: Int32Array, rows: number, width: number, prediction: Int32Array, confidence: Float32Array | Float64Array): void {
+  let bestLo = width;
+  let bestHi = -1;
+  let maxLo = NaN;
+  let maxHi = NaN;
   for (let i = 0, at = 0; i < rows; i++, at += width) {
     let best = 0;
     let max = data[at]!;
@@ -466,7 +503,16 @@ function argmax32(data: Float32Array, rowIndex: Int32Array, rows: number, width:
     const r = rowIndex[i]!;
     prediction[r] = best;
     confidence[r] = max;
+    if (best < bestLo) bestLo = best;
+    if (best > bestHi) bestHi = best;
+    if (max < maxLo || maxLo !== maxLo) maxLo = max;
+    if (max > maxHi || maxHi !== maxHi) maxHi = max;
   }
+  noted[0] = rows > 0 ? bestLo : NaN;
+  noted[1] = rows > 0 ? bestHi : NaN;
+  // The maxima come from a Float32Array: the confidence column holds them exactly.
+  noted[2] = maxLo;
+  noted[3] = maxHi;
 }
 
 /** The `error` column of a chunk without errors: no values (every row null). */
@@ -480,34 +526,64 @@ function scatter(tensor: Tensor, columns: readonly Column[], rowIndex: Int32Arra
       for (let j = 0; j < width; j++) {
         const out = columns[j]!.values as Float32Array;
         for (let i = 0; i < rows; i++) out[rowIndex[i]!] = fromHalfBits((data as Uint16Array)[i * width + j]!);
+        columns[j]!.unnoted();
       }
       return;
     case 'UINT32':
       for (let j = 0; j < width; j++) {
         const out = columns[j]!.values as BigInt64Array;
         for (let i = 0; i < rows; i++) out[rowIndex[i]!] = BigInt((data as Uint32Array)[i * width + j]!);
+        columns[j]!.unnoted();
       }
       return;
     case 'UINT64':
       for (let j = 0; j < width; j++) {
         const out = columns[j]!.values as BigInt64Array;
         for (let i = 0; i < rows; i++) out[rowIndex[i]!] = BigInt.asIntN(64, (data as BigUint64Array)[i * width + j]!);
+        columns[j]!.unnoted();
       }
       return;
     case 'BYTES':
       for (let j = 0; j < width; j++) {
         const out = columns[j]!.values as (string | null)[];
         for (let i = 0; i < rows; i++) out[rowIndex[i]!] = (data as Buffer[])[i * width + j]!.toString('utf8');
+        columns[j]!.unnoted();
       }
       return;
     default: {
       const values = data as Float32Array;
       for (let j = 0; j < width; j++) {
-        const out = columns[j]!.values as Float32Array;
+        const column = columns[j]!;
+        const kind = column.spec.kind;
+        if (kind === 'float32' || kind === 'float64' || kind === 'int32') {
+          scatterColumn(values, column.values as Float32Array, rowIndex, rows, width, j);
+          column.noteRange(noted[0]!, noted[1]!);
+          continue;
+        }
+        // INT64 outputs (BigInts) and BOOL (flags): copied, their statistics left to the writer.
+        const out = column.values as Float32Array;
         for (let i = 0; i < rows; i++) out[rowIndex[i]!] = values[i * width + j]!;
+        column.unnoted();
       }
     }
   }
+}
+
+/**
+ * Values j, j + width, ... of `values` (a request's output, row-major) into `out` at the
+ * request's rows, noting the smallest and largest (NaN skipped) in `noted`.
+ */
+function scatterColumn(values: Float32Array, out: Float32Array, rowIndex: Int32Array, rows: number, width: number, j: number): void {
+  let lo = NaN;
+  let hi = NaN;
+  for (let i = 0, at = j; i < rows; i++, at += width) {
+    const v = values[at]!;
+    out[rowIndex[i]!] = v;
+    if (v < lo || lo !== lo) lo = v;
+    if (v > hi || hi !== hi) hi = v;
+  }
+  noted[0] = lo;
+  noted[1] = hi;
 }
 
 function jsonValues(tensor: Tensor, from: number, to: number): unknown[] {

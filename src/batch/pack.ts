@@ -58,68 +58,76 @@ export function packedView(spec: PackSpec, rows: number, memory: SharedArrayBuff
 }
 
 /**
+ * Copy rows [r0, r1) of eight columns into columns j..j+7 of the row-major `data` (`per`
+ * values a row). Returns 0 when every value is finite, NaN otherwise (x * 0 is 0 for every
+ * finite x and NaN for the rest, and NaN sticks: one test per call finds them all). A small
+ * function called block after block: it is optimized early and once, where one big loop nest
+ * would run its first chunk unoptimized and be compiled again for each loop.
+ */
+function pack8(c0: FloatColumn, c1: FloatColumn, c2: FloatColumn, c3: FloatColumn, c4: FloatColumn, c5: FloatColumn, c6: FloatColumn, c7: FloatColumn, data: FloatColumn, r0: number, r1: number, per: number, j: number): number {
+  let check = 0;
+  for (let r = r0, at = r0 * per + j; r < r1; r++, at += per) {
+    const a = c0[r]!;
+    const b = c1[r]!;
+    const c = c2[r]!;
+    const d = c3[r]!;
+    const e = c4[r]!;
+    const f = c5[r]!;
+    const g = c6[r]!;
+    const h = c7[r]!;
+    data[at] = a;
+    data[at + 1] = b;
+    data[at + 2] = c;
+    data[at + 3] = d;
+    data[at + 4] = e;
+    data[at + 5] = f;
+    data[at + 6] = g;
+    data[at + 7] = h;
+    check += (a + b + c + d + e + f + g + h) * 0;
+  }
+  return check;
+}
+
+/** pack8 for one column. */
+function pack1(column: FloatColumn, data: FloatColumn, r0: number, r1: number, per: number, j: number): number {
+  let check = 0;
+  for (let r = r0, at = r0 * per + j; r < r1; r++, at += per) {
+    const value = column[r]!;
+    data[at] = value;
+    check += value * 0;
+  }
+  return check;
+}
+
+/**
  * Transpose rows [0, rows) of `columns` into `data` from row `offset` on; rows with a
  * non-finite value go into `problems` (by their row in `data`).
  */
 export function packRows(spec: PackSpec, columns: readonly FloatColumn[], rows: number, target: Float32Array | Float64Array, offset: number, problems: Map<number, string>): void {
   const per = columns.length;
   const data = target.subarray(offset * per, (offset + rows) * per);
-  let suspect = false;
+  let check = 0;
   for (let r0 = 0; r0 < rows; r0 += BLOCK_ROWS) {
     const r1 = Math.min(rows, r0 + BLOCK_ROWS);
     let j = 0;
     // Eight columns at a time: fewer passes over the block's rows of the output.
     for (; j + 8 <= per; j += 8) {
-      const c0 = columns[j]!;
-      const c1 = columns[j + 1]!;
-      const c2 = columns[j + 2]!;
-      const c3 = columns[j + 3]!;
-      const c4 = columns[j + 4]!;
-      const c5 = columns[j + 5]!;
-      const c6 = columns[j + 6]!;
-      const c7 = columns[j + 7]!;
-      let check = 0;
-      for (let r = r0, at = r0 * per + j; r < r1; r++, at += per) {
-        const a = c0[r]!;
-        const b = c1[r]!;
-        const c = c2[r]!;
-        const d = c3[r]!;
-        const e = c4[r]!;
-        const f = c5[r]!;
-        const g = c6[r]!;
-        const h = c7[r]!;
-        data[at] = a;
-        data[at + 1] = b;
-        data[at + 2] = c;
-        data[at + 3] = d;
-        data[at + 4] = e;
-        data[at + 5] = f;
-        data[at + 6] = g;
-        data[at + 7] = h;
-        // x * 0 is 0 for every finite x and NaN otherwise: one test per block finds them all.
-        check += (a + b + c + d + e + f + g + h) * 0;
-      }
-      if (check !== 0) suspect = true;
+      check += pack8(columns[j]!, columns[j + 1]!, columns[j + 2]!, columns[j + 3]!, columns[j + 4]!, columns[j + 5]!, columns[j + 6]!, columns[j + 7]!, data, r0, r1, per, j);
     }
-    for (; j < per; j++) {
-      const column = columns[j]!;
-      let check = 0;
-      for (let r = r0, at = r0 * per + j; r < r1; r++, at += per) {
-        const value = column[r]!;
-        data[at] = value;
-        check += value * 0;
-      }
-      if (check !== 0) suspect = true;
-    }
+    for (; j < per; j++) check += pack1(columns[j]!, data, r0, r1, per, j);
   }
-  if (suspect) {
-    for (let r = 0; r < rows; r++) {
-      for (let k = 0; k < per; k++) {
-        const value = columns[k]![r]!;
-        if (value - value !== 0) {
-          problems.set(offset + r, `feature '${spec.columns[k]!}': ${value} is not a finite number`);
-          break;
-        }
+  if (check !== 0) findProblems(spec, columns, rows, offset, problems);
+}
+
+/** The rows holding a non-finite value, with the first such feature, into `problems`. */
+function findProblems(spec: PackSpec, columns: readonly FloatColumn[], rows: number, offset: number, problems: Map<number, string>): void {
+  const per = columns.length;
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < per; k++) {
+      const value = columns[k]![r]!;
+      if (value - value !== 0) {
+        problems.set(offset + r, `feature '${spec.columns[k]!}': ${value} is not a finite number`);
+        break;
       }
     }
   }

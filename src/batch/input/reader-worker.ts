@@ -6,15 +6,27 @@ import { parentPort } from 'node:worker_threads';
 import { toTesseraError } from '../../core/errors.js';
 import { floatColumns, packColumns, packedBytes, SharedPool } from '../pack.js';
 import { openSource } from './open.js';
+import type { InputSource } from './source.js';
 import type { FromReader, ToReader, WirePacked } from './threaded.js';
 
 const port = parentPort;
 if (port === null) throw new Error('reader-worker must run in a worker thread');
 
+// V8 optimizes typed-array code on the assumption that no ArrayBuffer of the thread was ever
+// detached, and throws all such code away when the first one is. Chunks reach the job by
+// transferring (detaching) arrays: detach a dummy one now, before anything is optimized, rather
+// than after the first chunk, which would have the packing and decoding code compiled again.
+{
+  const dummy = new ArrayBuffer(8);
+  structuredClone(dummy, { transfer: [dummy] });
+}
+
 let credits = 0;
 let wake: (() => void) | undefined;
 /** Shared memory of packed chunks, given back by the job once it is done with them. */
 const pool = new SharedPool();
+/** The input opened ahead ('open'), for the 'start' that reads it. */
+let openedAhead: { readonly path: string; readonly source: Promise<InputSource> } | undefined;
 
 function send(message: FromReader, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
@@ -31,7 +43,9 @@ function portable(values: ArrayLike<unknown>, transfer: ArrayBuffer[]): unknown 
 }
 
 async function run(message: Extract<ToReader, { kind: 'start' }>): Promise<void> {
-  const source = await openSource(message.path, message.format, message.csvDelimiter);
+  const ahead = openedAhead?.path === message.path ? openedAhead.source : undefined;
+  openedAhead = undefined;
+  const source = await (ahead ?? openSource(message.path, message.format, message.csvDelimiter));
   try {
     // Everything sent is copied out of the chunk (packed, or copied for transfer): transient.
     const options = { transient: true, pool, ...(message.pack === undefined ? {} : { pack: message.pack }), ...(message.keep === undefined ? {} : { keep: message.keep }) };
@@ -80,6 +94,19 @@ async function run(message: Extract<ToReader, { kind: 'start' }>): Promise<void>
 }
 
 port.on('message', (message: ToReader) => {
+  if (message.kind === 'open') {
+    const source = openSource(message.path, message.format, message.csvDelimiter);
+    // A failure is reported by the 'start' that awaits it; until then it is not unhandled.
+    source.catch(() => undefined);
+    openedAhead = { path: message.path, source };
+    return;
+  }
+  if (message.kind === 'close') {
+    const ahead = openedAhead;
+    openedAhead = undefined;
+    void (ahead?.source.then((source) => source.close()).catch(() => undefined) ?? Promise.resolve()).finally(() => port.close());
+    return;
+  }
   if (message.kind === 'ack') {
     credits++;
     wake?.();

@@ -13,6 +13,8 @@ export interface WirePacked {
 }
 
 export type ToReader =
+  /** Open the input now (while the model loads), so that reading starts at once when asked. */
+  | { readonly kind: 'open'; readonly path: string; readonly format: InputFormat; readonly csvDelimiter: string | undefined }
   | {
       readonly kind: 'start';
       readonly path: string;
@@ -29,7 +31,9 @@ export type ToReader =
     }
   | { readonly kind: 'ack' }
   /** Shared memory of packed chunks the job is done with, for the reader to reuse. */
-  | { readonly kind: 'recycle'; readonly buffers: readonly SharedArrayBuffer[] };
+  | { readonly kind: 'recycle'; readonly buffers: readonly SharedArrayBuffer[] }
+  /** No chunks will be asked for: close the input opened ahead and end. */
+  | { readonly kind: 'close' };
 
 export type FromReader =
   | {
@@ -66,9 +70,12 @@ export class ThreadedSource implements InputSource {
     private readonly inner: InputSource,
     private readonly csvDelimiter: string | undefined,
   ) {
-    // Started now, so its start-up overlaps the model's load.
+    // Started now, and the input opened in it (its footer parsed), so that both overlap the
+    // model's load and the first chunk is read as soon as the job asks for it.
     this.worker = spawnModuleWorker(siblingModule(import.meta.url, 'reader-worker'));
     this.worker.unref();
+    const open: ToReader = { kind: 'open', path: inner.path, format: inner.format, csvDelimiter };
+    this.worker.postMessage(open);
   }
 
   get format(): InputFormat {
@@ -177,7 +184,19 @@ export class ThreadedSource implements InputSource {
   async close(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
-    if (worker !== undefined) await worker.terminate();
+    if (worker !== undefined) {
+      // Never asked for chunks: let it close the input it opened ahead (a file descriptor is the
+      // process's), then stop it. The worker (referenced again) and the timer keep the event
+      // loop alive until one of them ends the wait.
+      worker.ref();
+      let timer: NodeJS.Timeout | undefined;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      const close: ToReader = { kind: 'close' };
+      worker.postMessage(close);
+      await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 1_000)))]);
+      clearTimeout(timer);
+      await worker.terminate();
+    }
     await this.inner.close();
   }
 }

@@ -1,4 +1,4 @@
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 
 /**
  * Write `data` to `path` atomically: a temporary file beside it is written and flushed to disk,
@@ -30,4 +30,28 @@ export async function syncDirectory(path: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** Most buffers handed to one writev call (IOV_MAX is 1024 on Linux and macOS). */
+const MAX_PIECES_PER_WRITE = 1024;
+
+/**
+ * Write `pieces` one after the other at `position` (gathered writes, no copy into one buffer);
+ * short writes are carried on. Resolves with the bytes written (all of them).
+ */
+export async function writePiecesAt(handle: FileHandle, pieces: readonly Uint8Array[], position: number): Promise<number> {
+  let queue = pieces.filter((piece) => piece.length > 0);
+  let at = position;
+  while (queue.length > 0) {
+    const batch = queue.slice(0, MAX_PIECES_PER_WRITE);
+    let { bytesWritten } = await handle.writev(batch, at);
+    if (bytesWritten === 0) throw new Error(`writing at byte ${at} wrote nothing`);
+    at += bytesWritten;
+    // Drop what was written; a piece written in part goes on from where it stopped.
+    let k = 0;
+    while (k < queue.length && bytesWritten >= queue[k]!.length) bytesWritten -= queue[k++]!.length;
+    queue = queue.slice(k);
+    if (bytesWritten > 0) queue[0] = queue[0]!.subarray(bytesWritten);
+  }
+  return at - position;
 }

@@ -1,18 +1,23 @@
 import { endianness } from 'node:os';
 import { gzipSync } from 'node:zlib';
-import type { ColumnChunk, CompressionCodec, FileMetaData, ParquetType, SchemaElement, Statistics } from 'hyparquet';
+import type { ColumnChunk, CompressionCodec, ParquetType, RowGroup, SchemaElement, Statistics } from 'hyparquet';
 import { ByteWriter } from 'hyparquet-writer';
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
-import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import type { ChunkResult, ColumnKind, ColumnSpec, ColumnVector } from '../columns.js';
+import { floatRange, int32Range, int64Range } from './column-stats.js';
+import { intDictionary, type IntDictionary } from './int-dictionary.js';
 import { maxCompressedLength, snappyCompress } from './snappy.js';
 
 /**
  * A Parquet encoder for what batch output is: flat, nullable columns of scalars, one row group
- * per chunk. Each column chunk is one PLAIN data page (v1) with RLE definition levels, so
- * numeric values go from the chunk's typed arrays to the page by a memory copy; no dictionary
- * attempts, no per-value objects. Thrift headers and the footer come from hyparquet-writer.
- * Any Parquet reader reads the result (checked with hyparquet and parquetjs).
+ * per chunk. Each column chunk is one PLAIN data page (v1) with RLE definition levels, except
+ * int32 columns of a few distinct values (`prediction`), which are dictionary-encoded (see
+ * int-dictionary.ts): a dictionary page, then a data page of bit-packed indices. A chunk
+ * is encoded as the pieces of its row group, written one after the other: the page headers
+ * and levels, then the values, which for numeric columns without nulls are the chunk's own
+ * typed arrays (no copy at all), or their compressed bytes. Thrift headers and the footer come
+ * from hyparquet-writer. Any Parquet reader reads the result (checked with hyparquet and
+ * parquetjs).
  */
 
 export type ParquetCodec = 'SNAPPY' | 'GZIP' | 'UNCOMPRESSED';
@@ -58,12 +63,17 @@ class Scratch {
   }
 }
 
-/** Pages put together before compression, and what snappy writes: reused, never handed out. */
+/** Pages put together before compression, and what a probe compresses into: reused, never handed out. */
 const bodyScratch = new Scratch();
-const snappyScratch = new Scratch();
+const probeScratch = new Scratch();
 
-function squeeze(codec: ParquetCodec, input: Uint8Array): Uint8Array {
-  return codec === 'SNAPPY' ? snappyCompress(input, snappyScratch.get(maxCompressedLength(input.length))) : gzipSync(input, { level: 6 });
+function squeeze(codec: ParquetCodec, input: Uint8Array, into: Uint8Array): Uint8Array {
+  return codec === 'SNAPPY' ? snappyCompress(input, into) : gzipSync(input, { level: 6 });
+}
+
+/** Bytes `codec` may turn `n` bytes into (what to set aside before compressing). */
+function compressedBound(codec: ParquetCodec, n: number): number {
+  return codec === 'SNAPPY' ? maxCompressedLength(n) : 0;
 }
 
 /**
@@ -74,7 +84,8 @@ function squeeze(codec: ParquetCodec, input: Uint8Array): Uint8Array {
 function worthCompressing(codec: ParquetCodec, values: Uint8Array): boolean {
   if (codec === 'UNCOMPRESSED') return false;
   if (values.length <= 2 * PROBE_BYTES) return true;
-  return squeeze(codec, values.subarray(0, PROBE_BYTES)).length <= PROBE_BYTES * 0.9;
+  const probe = values.subarray(0, PROBE_BYTES);
+  return squeeze(codec, probe, probeScratch.get(compressedBound(codec, PROBE_BYTES))).length <= PROBE_BYTES * 0.9;
 }
 
 /** Rows that are not null, and how many are null. */
@@ -96,78 +107,22 @@ function isNull(column: ColumnVector, r: number): boolean {
   return column.nulls?.[r] === 1 || (column.spec.kind === 'string' && (column.values as (string | null)[])[r] == null);
 }
 
-/** Smallest and largest of the values, NaN skipped; undefined when there is none. */
-function floatRange(values: Float32Array | Float64Array): { min: number; max: number } | undefined {
-  const min = values instanceof Float32Array ? minOf32(values) : minOf64(values);
-  if (Number.isNaN(min)) return undefined;
-  return { min, max: values instanceof Float32Array ? maxOf32(values) : maxOf64(values) };
-}
-
-// One function per array type and bound, so that each loop stays monomorphic, and nothing
-// but `return` after it: code after a hot loop has no type feedback when the loop is
-// optimized on stack, and the function would be deoptimized there at every call.
-function minOf32(values: Float32Array): number {
-  let lo = NaN;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v < lo || lo !== lo) lo = v;
+/** Appends a varint to `out`. */
+function pushVarint(out: number[], value: number): void {
+  let v = value;
+  while (v > 0x7f) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
   }
-  return lo;
-}
-
-function maxOf32(values: Float32Array): number {
-  let hi = NaN;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v > hi || hi !== hi) hi = v;
-  }
-  return hi;
-}
-
-function minOf64(values: Float64Array): number {
-  let lo = NaN;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v < lo || lo !== lo) lo = v;
-  }
-  return lo;
-}
-
-function maxOf64(values: Float64Array): number {
-  let hi = NaN;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v > hi || hi !== hi) hi = v;
-  }
-  return hi;
-}
-
-function rangeOfInt32(values: Int32Array): { min: number; max: number } | undefined {
-  if (values.length === 0) return undefined;
-  let lo = values[0]!;
-  let hi = lo;
-  for (let i = 1; i < values.length; i++) {
-    const v = values[i]!;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return { min: lo, max: hi };
+  out.push(v);
 }
 
 /** RLE/bit-packed hybrid definition levels (bit width 1) of a nullable column, as runs. */
 function definitionLevels(column: ColumnVector, rows: number, nullCount: number): Uint8Array {
   const out: number[] = [];
-  const varint = (value: number): void => {
-    let v = value;
-    while (v > 0x7f) {
-      out.push((v & 0x7f) | 0x80);
-      v = Math.floor(v / 128);
-    }
-    out.push(v);
-  };
   if (nullCount === 0 || nullCount === rows) {
     if (rows > 0) {
-      varint(rows * 2);
+      pushVarint(out, rows * 2);
       out.push(nullCount === 0 ? 1 : 0);
     }
     return Uint8Array.from(out);
@@ -180,99 +135,85 @@ function definitionLevels(column: ColumnVector, rows: number, nullCount: number)
       run++;
       continue;
     }
-    varint(run * 2);
+    pushVarint(out, run * 2);
     out.push(current);
     current = level;
     run = 1;
   }
-  varint(run * 2);
+  pushVarint(out, run * 2);
   out.push(current);
   return Uint8Array.from(out);
 }
 
 type NumericValues = Float32Array | Float64Array | Int32Array | BigInt64Array;
+type StatValue = number | bigint | boolean;
 
-/** PLAIN bytes of the non-null values, and their min / max (NaN skipped). */
-function plainValues(column: ColumnVector, rows: number, nullCount: number): { bytes: Uint8Array; min?: number | bigint | boolean | string; max?: number | bigint | boolean | string } {
-  const { spec, values } = column;
-  const present = rows - nullCount;
-  if (spec.kind === 'string') {
-    const strings = values as (string | null)[];
-    let size = 0;
-    for (let r = 0; r < rows; r++) {
-      const value = strings[r];
-      if (value !== null && value !== undefined && column.nulls?.[r] !== 1) size += 4 + Buffer.byteLength(value, 'utf8');
-    }
-    const bytes = Buffer.allocUnsafe(size);
-    let at = 0;
-    for (let r = 0; r < rows; r++) {
-      const value = strings[r];
-      if (value === null || value === undefined || column.nulls?.[r] === 1) continue;
-      const written = bytes.write(value, at + 4, 'utf8');
-      bytes.writeUInt32LE(written, at);
-      at += 4 + written;
-    }
-    return { bytes };
+/** PLAIN bytes of a column's non-null values and their min / max (NaN skipped). */
+interface PlainValues {
+  readonly bytes: Uint8Array;
+  readonly min?: StatValue;
+  readonly max?: StatValue;
+  /** The non-null values of an int32 column (for a dictionary). */
+  readonly ints?: Int32Array;
+}
+
+function plainStrings(column: ColumnVector, rows: number): PlainValues {
+  const strings = column.values as (string | null)[];
+  let size = 0;
+  for (let r = 0; r < rows; r++) {
+    const value = strings[r];
+    if (value !== null && value !== undefined && column.nulls?.[r] !== 1) size += 4 + Buffer.byteLength(value, 'utf8');
   }
-  if (spec.kind === 'bool') {
-    const flags = values as Uint8Array;
-    const bytes = new Uint8Array(Math.ceil(present / 8));
-    let i = 0;
-    let seenTrue = false;
-    let seenFalse = false;
-    for (let r = 0; r < rows; r++) {
-      if (column.nulls?.[r] === 1) continue;
-      if (flags[r] !== 0) {
-        bytes[i >> 3]! |= 1 << (i & 7);
-        seenTrue = true;
-      } else {
-        seenFalse = true;
-      }
-      i++;
-    }
-    return { bytes, ...(present > 0 ? { min: !seenFalse, max: seenTrue } : {}) };
+  const bytes = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (let r = 0; r < rows; r++) {
+    const value = strings[r];
+    if (value === null || value === undefined || column.nulls?.[r] === 1) continue;
+    const written = bytes.write(value, at + 4, 'utf8');
+    bytes.writeUInt32LE(written, at);
+    at += 4 + written;
   }
-  const numeric = values as NumericValues;
-  let dense: NumericValues;
-  if (nullCount === 0) {
-    dense = rows === numeric.length ? numeric : (numeric.subarray(0, rows) as NumericValues);
-  } else {
-    const ctor = numeric.constructor as new (n: number) => NumericValues;
-    dense = new ctor(present);
-    let i = 0;
-    for (let r = 0; r < rows; r++) if (column.nulls?.[r] !== 1) (dense as Float64Array)[i++] = (numeric as Float64Array)[r]!;
+  return { bytes };
+}
+
+function plainBooleans(column: ColumnVector, rows: number, present: number): PlainValues {
+  const flags = column.values as Uint8Array;
+  const bytes = new Uint8Array(Math.ceil(present / 8));
+  let i = 0;
+  let seenTrue = false;
+  let seenFalse = false;
+  for (let r = 0; r < rows; r++) {
+    if (column.nulls?.[r] === 1) continue;
+    if (flags[r] !== 0) {
+      bytes[i >> 3]! |= 1 << (i & 7);
+      seenTrue = true;
+    } else {
+      seenFalse = true;
+    }
+    i++;
   }
-  let min: number | bigint | undefined;
-  let max: number | bigint | undefined;
-  if (spec.kind === 'int64' && !LITTLE_ENDIAN) {
-    for (const v of dense as BigInt64Array) {
-      if (min === undefined || v < min) min = v;
-      if (max === undefined || v > max) max = v;
-    }
-  } else if (spec.kind === 'int64') {
-    // Compare as (signed high word, unsigned low word) pairs: reading a BigInt64Array element
-    // allocates a BigInt, a million of them per job.
-    const ints = dense as BigInt64Array;
-    const words = new Int32Array(ints.buffer, ints.byteOffset, ints.length * 2);
-    let lo = -1;
-    let hi = -1;
-    for (let i = 0; i < ints.length; i++) {
-      const high = words[2 * i + 1]!;
-      const low = words[2 * i]! >>> 0;
-      if (lo === -1 || high < words[2 * lo + 1]! || (high === words[2 * lo + 1]! && low < words[2 * lo]! >>> 0)) lo = i;
-      if (hi === -1 || high > words[2 * hi + 1]! || (high === words[2 * hi + 1]! && low > words[2 * hi]! >>> 0)) hi = i;
-    }
-    if (lo !== -1) {
-      min = ints[lo]!;
-      max = ints[hi]!;
-    }
-  } else {
-    const range = dense instanceof Int32Array ? rangeOfInt32(dense) : floatRange(dense as Float32Array | Float64Array);
-    if (range !== undefined) {
-      min = range.min;
-      max = range.max;
-    }
-  }
+  return { bytes, ...(present > 0 ? { min: !seenFalse, max: seenTrue } : {}) };
+}
+
+/** The non-null values of a numeric column: a view of its own array when no row is null. */
+function denseValues(column: ColumnVector, rows: number, nullCount: number): NumericValues {
+  const numeric = column.values as NumericValues;
+  if (nullCount === 0) return rows === numeric.length ? numeric : (numeric.subarray(0, rows) as NumericValues);
+  const ctor = numeric.constructor as new (n: number) => NumericValues;
+  const dense = new ctor(rows - nullCount);
+  let i = 0;
+  for (let r = 0; r < rows; r++) if (column.nulls?.[r] !== 1) (dense as Float64Array)[i++] = (numeric as Float64Array)[r]!;
+  return dense;
+}
+
+function plainNumbers(column: ColumnVector, rows: number, nullCount: number): PlainValues {
+  const dense = denseValues(column, rows, nullCount);
+  const kind = column.spec.kind;
+  // The range noted as the values were set, if it was (see ColumnVector.range), else a scan.
+  const range =
+    kind === 'int64'
+      ? int64Range(dense as BigInt64Array, LITTLE_ENDIAN)
+      : (column.range ?? (kind === 'int32' ? int32Range(dense as Int32Array) : floatRange(dense as Float32Array | Float64Array)));
   let bytes: Uint8Array;
   if (LITTLE_ENDIAN) {
     bytes = new Uint8Array(dense.buffer, dense.byteOffset, dense.byteLength);
@@ -281,20 +222,26 @@ function plainValues(column: ColumnVector, rows: number, nullCount: number): { b
     const view = new DataView(bytes.buffer);
     const size = dense.BYTES_PER_ELEMENT;
     for (let i = 0; i < dense.length; i++) {
-      if (spec.kind === 'float32') view.setFloat32(i * size, (dense as Float32Array)[i]!, true);
-      else if (spec.kind === 'float64') view.setFloat64(i * size, (dense as Float64Array)[i]!, true);
-      else if (spec.kind === 'int32') view.setInt32(i * size, (dense as Int32Array)[i]!, true);
+      if (kind === 'float32') view.setFloat32(i * size, (dense as Float32Array)[i]!, true);
+      else if (kind === 'float64') view.setFloat64(i * size, (dense as Float64Array)[i]!, true);
+      else if (kind === 'int32') view.setInt32(i * size, (dense as Int32Array)[i]!, true);
       else view.setBigInt64(i * size, (dense as BigInt64Array)[i]!, true);
     }
   }
-  return { bytes, ...(min === undefined ? {} : { min, max }) };
+  return { bytes, ...(range === undefined ? {} : { min: range.min, max: range.max }), ...(kind === 'int32' ? { ints: dense as Int32Array } : {}) };
+}
+
+function plainValues(column: ColumnVector, rows: number, nullCount: number): PlainValues {
+  if (column.spec.kind === 'string') return plainStrings(column, rows);
+  if (column.spec.kind === 'bool') return plainBooleans(column, rows, rows - nullCount);
+  return plainNumbers(column, rows, nullCount);
 }
 
 /**
- * Buffers that parts are encoded into, taken back once a part is in the output: encoding a
- * part then writes into memory already in use rather than fresh pages.
+ * Memory that compressed pages are written into, one buffer per part, taken back once the part
+ * is in the output: encoding a part then writes into memory already in use, not fresh pages.
  */
-export class PartBuffers {
+export class PageMemory {
   private readonly free: ArrayBuffer[] = [];
 
   constructor(private readonly limit = 6) {}
@@ -307,82 +254,127 @@ export class PartBuffers {
   }
 
   give(buffer: ArrayBuffer): void {
-    if (this.free.length < this.limit) this.free.push(buffer);
+    if (this.free.length < this.limit && !this.free.includes(buffer)) this.free.push(buffer);
   }
 }
 
-/** Bytes a column's page takes at most (values, levels, page header). */
-function pageBound(column: ColumnVector, rows: number): number {
-  const width = { float32: 4, float64: 8, int32: 4, int64: 8, bool: 1, string: 0 }[column.spec.kind];
-  if (column.spec.kind !== 'string') return rows * width + Math.ceil(rows / 8) + 256;
-  const values = column.values as (string | null)[];
-  let size = 256 + Math.ceil(rows / 8);
-  for (let r = 0; r < values.length && r < rows; r++) {
-    const value = values[r];
-    if (value != null) size += 4 + 3 * value.length;
-  }
-  return size;
+/** A chunk's row group, encoded. */
+export interface EncodedRowGroup {
+  /** Its column chunks' bytes, to be written one after the other (views: keep the chunk's columns until they are). */
+  readonly pieces: readonly Uint8Array[];
+  readonly byteLength: number;
+  /** Its metadata, with offsets counted from the first byte of `pieces`. */
+  readonly rowGroup: RowGroup;
+  /** The page memory the pieces use, to give back once they are written. */
+  readonly memory: ArrayBuffer | undefined;
+}
+
+/** A column chunk about to be written: levels, values, statistics and whether it is compressed or dictionary-encoded. */
+interface ColumnPlan {
+  readonly nullCount: number;
+  readonly levels: Uint8Array;
+  readonly values: PlainValues;
+  readonly compress: boolean;
+  readonly dictionary: IntDictionary | undefined;
+}
+
+/** The dictionary encoding of an int32 column of a few distinct values (little-endian platforms), else undefined. */
+function dictionaryOf(values: PlainValues): IntDictionary | undefined {
+  if (!LITTLE_ENDIAN || values.ints === undefined || typeof values.min !== 'number' || typeof values.max !== 'number') return undefined;
+  return intDictionary(values.ints, values.min, values.max);
 }
 
 /**
- * One chunk as a complete Parquet file of one row group. Encoding yields to the event loop
- * between columns, so the model instances keep being fed while a part is written. The bytes
- * are written into a buffer from `buffers` when given (give it back once they are written).
+ * One chunk as a row group. Encoding yields to the event loop between columns, so the model
+ * instances keep being fed while a part is encoded. Compressed pages go into a buffer from
+ * `memory` (given back through EncodedRowGroup.memory).
  */
-export async function encodeParquetPart(chunk: ChunkResult, schema: readonly SchemaElement[], codec: ParquetCodec, buffers?: PartBuffers): Promise<Uint8Array> {
+export async function encodeRowGroup(chunk: ChunkResult, schema: readonly SchemaElement[], codec: ParquetCodec, memory: PageMemory): Promise<EncodedRowGroup> {
   const rows = chunk.rows;
-  let estimate = 4096 + schema.length * 512;
-  for (const column of chunk.columns) estimate += pageBound(column, rows);
-  const writer = new ByteWriter(16);
-  writer.buffer = buffers?.take(estimate) ?? new ArrayBuffer(estimate);
-  writer.view = new DataView(writer.buffer);
-  writer.appendUint32(0x31524150);
-  const columns: ColumnChunk[] = [];
-  let uncompressedTotal = 0n;
-  for (let c = 0; c < chunk.columns.length; c++) {
-    if (c > 0) await yieldToEventLoop();
-    const column = chunk.columns[c]!;
-    const element = schema[c + 1]!;
+  const plans: ColumnPlan[] = [];
+  let bound = 0;
+  for (const column of chunk.columns) {
     const nullCount = countNulls(column, rows);
     const levels = definitionLevels(column, rows, nullCount);
-    const plain = plainValues(column, rows, nullCount);
-    const size = 4 + levels.length + plain.bytes.length;
-    // Pages that would not shrink are written from the column's own bytes (no page copy).
-    let used: ParquetCodec = 'UNCOMPRESSED';
-    let page: Uint8Array | undefined;
-    if (worthCompressing(codec, plain.bytes)) {
+    const values = plainValues(column, rows, nullCount);
+    const dictionary = dictionaryOf(values);
+    const compress = dictionary === undefined && worthCompressing(codec, values.bytes);
+    if (compress) bound += compressedBound(codec, 4 + levels.length + values.bytes.length);
+    plans.push({ nullCount, levels, values, compress, dictionary });
+  }
+  const pages = bound > 0 ? memory.take(bound) : undefined;
+  let pagesUsed = 0;
+  // Page headers, levels and dictionary-encoded columns (all small) side by side in one buffer of the part's own.
+  const heads = new ByteWriter(4096);
+  const pieces: Uint8Array[] = [];
+  const columns: ColumnChunk[] = [];
+  let offset = 0;
+  let uncompressedTotal = 0;
+  for (let c = 0; c < plans.length; c++) {
+    if (c > 0) await yieldToEventLoop();
+    const { nullCount, levels, values, compress, dictionary } = plans[c]!;
+    const element = schema[c + 1]!;
+    const statistics: Statistics = {
+      null_count: BigInt(nullCount),
+      ...(values.min === undefined ? {} : { min_value: values.min, max_value: values.max }),
+    } as Statistics;
+    if (dictionary !== undefined) {
+      const written = writeDictionaryColumn(heads, rows, levels, dictionary);
+      columns.push({
+        file_offset: BigInt(offset),
+        meta_data: {
+          type: element.type!,
+          encodings: ['PLAIN_DICTIONARY', 'RLE'],
+          path_in_schema: [element.name],
+          codec: 'UNCOMPRESSED',
+          num_values: BigInt(rows),
+          total_uncompressed_size: BigInt(written.bytes.length),
+          total_compressed_size: BigInt(written.bytes.length),
+          dictionary_page_offset: BigInt(offset),
+          data_page_offset: BigInt(offset + written.dataPageAt),
+          statistics,
+        },
+      });
+      pieces.push(written.bytes);
+      offset += written.bytes.length;
+      uncompressedTotal += written.bytes.length;
+      continue;
+    }
+    const size = 4 + levels.length + values.bytes.length;
+    // The page as written: [levels length][levels][values], or all of it compressed.
+    let packed: Uint8Array | undefined;
+    if (compress) {
       const body = bodyScratch.get(size);
       new DataView(body.buffer, body.byteOffset, 4).setUint32(0, levels.length, true);
       body.set(levels, 4);
-      body.set(plain.bytes, 4 + levels.length);
-      const packed = squeeze(codec, body);
-      if (packed.length < size) {
-        used = codec;
-        page = packed;
-      } else {
-        page = body;
+      body.set(values.bytes, 4 + levels.length);
+      const into = pages === undefined ? new Uint8Array(compressedBound(codec, size)) : new Uint8Array(pages, pagesUsed, compressedBound(codec, size));
+      const squeezed = squeeze(codec, body, into);
+      if (squeezed.length < size) {
+        // gzip returns memory of its own; snappy wrote into `into`.
+        packed = squeezed;
+        if (squeezed.buffer === pages) pagesUsed += squeezed.length;
       }
     }
-    const start = writer.offset;
-    writePageHeader(writer, {
+    const start = offset;
+    const headStart = heads.index;
+    writePageHeader(heads, {
       type: 'DATA_PAGE',
       uncompressed_page_size: size,
-      compressed_page_size: page?.length ?? size,
+      compressed_page_size: packed?.length ?? size,
       data_page_header: { num_values: rows, encoding: 'PLAIN', definition_level_encoding: 'RLE', repetition_level_encoding: 'RLE' },
     });
-    const headerSize = writer.offset - start;
-    if (page !== undefined) {
-      writer.appendBytes(page);
-    } else {
-      writer.appendUint32(levels.length);
-      writer.appendBytes(levels);
-      writer.appendBytes(plain.bytes);
+    const headerSize = heads.index - headStart;
+    if (packed === undefined) {
+      heads.appendUint32(levels.length);
+      heads.appendBytes(levels);
     }
-    const statistics: Statistics = {
-      null_count: BigInt(nullCount),
-      ...(plain.min === undefined ? {} : { min_value: plain.min, max_value: plain.max }),
-    } as Statistics;
-    const uncompressed = BigInt(headerSize + size);
+    // The writer may have moved to a bigger buffer: the bytes just written are in the current one.
+    const head = new Uint8Array(heads.buffer, headStart, heads.index - headStart);
+    const data = packed ?? values.bytes;
+    pieces.push(head, data);
+    offset += head.length + data.length;
+    const uncompressed = headerSize + size;
     uncompressedTotal += uncompressed;
     columns.push({
       file_offset: BigInt(start),
@@ -390,27 +382,48 @@ export async function encodeParquetPart(chunk: ChunkResult, schema: readonly Sch
         type: element.type!,
         encodings: ['PLAIN', 'RLE'],
         path_in_schema: [element.name],
-        codec: used as CompressionCodec,
+        codec: (packed === undefined ? 'UNCOMPRESSED' : codec) as CompressionCodec,
         num_values: BigInt(rows),
-        total_uncompressed_size: uncompressed,
-        total_compressed_size: BigInt(writer.offset - start),
+        total_uncompressed_size: BigInt(uncompressed),
+        total_compressed_size: BigInt(offset - start),
         data_page_offset: BigInt(start),
         statistics,
       },
     });
   }
-  const metadata: FileMetaData = {
-    version: 1,
-    schema: [...schema],
-    num_rows: BigInt(rows),
-    row_groups:
-      rows === 0
-        ? []
-        : [{ columns, total_byte_size: uncompressedTotal, num_rows: BigInt(rows), file_offset: 4n, total_compressed_size: BigInt(writer.offset - 4) }],
-    created_by: 'tessera batch',
-    metadata_length: 0,
+  return {
+    pieces,
+    byteLength: offset,
+    rowGroup: { columns, total_byte_size: BigInt(uncompressedTotal), num_rows: BigInt(rows), file_offset: 0n, total_compressed_size: BigInt(offset) },
+    memory: pages,
   };
-  writeMetadata(writer, metadata);
-  writer.appendUint32(0x31524150);
-  return writer.getBytes();
+}
+
+/**
+ * A dictionary-encoded column chunk, uncompressed, into `heads`: the dictionary page, then the
+ * data page ([levels length][levels][indices]). Returns its bytes (a view of `heads`) and where
+ * its data page starts in them.
+ */
+function writeDictionaryColumn(heads: ByteWriter, rows: number, levels: Uint8Array, dictionary: IntDictionary): { bytes: Uint8Array; dataPageAt: number } {
+  const start = heads.index;
+  writePageHeader(heads, {
+    type: 'DICTIONARY_PAGE',
+    uncompressed_page_size: dictionary.values.length,
+    compressed_page_size: dictionary.values.length,
+    dictionary_page_header: { num_values: dictionary.count, encoding: 'PLAIN_DICTIONARY' },
+  });
+  heads.appendBytes(dictionary.values);
+  const dataPageAt = heads.index - start;
+  const size = 4 + levels.length + dictionary.indices.length;
+  writePageHeader(heads, {
+    type: 'DATA_PAGE',
+    uncompressed_page_size: size,
+    compressed_page_size: size,
+    data_page_header: { num_values: rows, encoding: 'PLAIN_DICTIONARY', definition_level_encoding: 'RLE', repetition_level_encoding: 'RLE' },
+  });
+  heads.appendUint32(levels.length);
+  heads.appendBytes(levels);
+  heads.appendBytes(dictionary.indices);
+  // The writer may have moved to a bigger buffer: the bytes just written are in the current one.
+  return { bytes: new Uint8Array(heads.buffer, start, heads.index - start), dataPageAt };
 }

@@ -1,10 +1,11 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { parquetMetadata, type ColumnChunk, type FileMetaData, type RowGroup, type SchemaElement } from 'hyparquet';
+import type { ColumnChunk, FileMetaData, RowGroup, SchemaElement } from 'hyparquet';
 import { ByteWriter } from 'hyparquet-writer';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import type { ChunkResult, ColumnSpec } from '../columns.js';
-import { encodeParquetPart, PartBuffers, parquetSchemaOf, type ParquetCodec } from './parquet-encoder.js';
-import type { OutputAssembly, OutputWriter } from './writer.js';
+import { writePiecesAt } from './files.js';
+import { encodeRowGroup, PageMemory, parquetSchemaOf, type EncodedRowGroup, type ParquetCodec } from './parquet-encoder.js';
+import type { EncodedPart, OutputAssembly, OutputWriter } from './writer.js';
 
 export type ParquetCompression = 'snappy' | 'gzip' | 'none';
 
@@ -12,18 +13,27 @@ const CODEC: Readonly<Record<ParquetCompression, ParquetCodec>> = { snappy: 'SNA
 
 const MAGIC = Buffer.from('PAR1', 'ascii');
 
+/** A Parquet part: one row group, its offsets counted from its first byte. */
+interface RowGroupPart extends EncodedPart {
+  readonly encoded: EncodedRowGroup;
+}
+
+function isRowGroupPart(part: EncodedPart): part is RowGroupPart {
+  return (part as Partial<RowGroupPart>).encoded !== undefined;
+}
+
 /**
- * Parquet output. Each chunk is encoded as a complete Parquet file of one row group; the output
- * is put together without decoding anything: the chunks' row-group bytes are copied in order
- * and their column-chunk offsets shifted, then one footer lists every row group. Memory stays
- * at a few chunks (plus the footer's metadata), whatever the output size.
+ * Parquet output. Each chunk is encoded as one row group; the output is the row groups'
+ * bytes written in order (gathered writes straight from the chunk's columns), their
+ * column-chunk offsets shifted, then one footer lists every row group. Memory stays at a few
+ * chunks (plus the footer's metadata), whatever the output size.
  */
 export class ParquetOutputWriter implements OutputWriter {
   readonly format = 'parquet' as const;
   readonly extension = 'parquet';
   private readonly schema: SchemaElement[];
-  /** Memory parts are encoded into, back once they are in the output (see reclaim). */
-  private readonly buffers = new PartBuffers();
+  /** Memory compressed pages are written into, back once they are in the output (see reclaim). */
+  private readonly memory = new PageMemory();
 
   constructor(
     columns: readonly ColumnSpec[],
@@ -34,12 +44,14 @@ export class ParquetOutputWriter implements OutputWriter {
 
   readonly keepsState = true;
 
-  encodePart(chunk: ChunkResult): Promise<Uint8Array> {
-    return encodeParquetPart(chunk, this.schema, CODEC[this.compression], this.buffers);
+  async encodePart(chunk: ChunkResult): Promise<EncodedPart> {
+    const encoded = await encodeRowGroup(chunk, this.schema, CODEC[this.compression], this.memory);
+    const part: RowGroupPart = { pieces: encoded.pieces, byteLength: encoded.byteLength, encoded };
+    return part;
   }
 
-  reclaim(bytes: Uint8Array): void {
-    if (bytes.buffer instanceof ArrayBuffer) this.buffers.give(bytes.buffer);
+  reclaim(part: EncodedPart): void {
+    if (isRowGroupPart(part) && part.encoded.memory !== undefined) this.memory.give(part.encoded.memory);
   }
 
   assemble(target: string, resume?: { readonly bytes: number; readonly states: readonly unknown[] }): Promise<OutputAssembly> {
@@ -48,14 +60,14 @@ export class ParquetOutputWriter implements OutputWriter {
 }
 
 /**
- * The Parquet output, put together from chunks without decoding them: each chunk's row-group
- * bytes are appended as they are, their offsets shifted in the metadata kept for the footer
- * (and saved per chunk, for a later run to carry on).
+ * The Parquet output, put together from chunks: each chunk's row-group bytes are appended as
+ * they are, their offsets shifted in the metadata kept for the footer (and saved per chunk, for
+ * a later run to carry on).
  */
 class ParquetAssembly implements OutputAssembly {
   private constructor(
     private readonly handle: FileHandle,
-    private schema: SchemaElement[],
+    private readonly schema: SchemaElement[],
     private offset: number,
     private rows: bigint,
     private readonly rowGroups: RowGroup[],
@@ -83,16 +95,14 @@ class ParquetAssembly implements OutputAssembly {
     }
   }
 
-  async append(bytes: Uint8Array): Promise<unknown> {
-    const metadata = parquetMetadata(bytes);
-    this.schema = metadata.schema;
+  async append(part: EncodedPart): Promise<unknown> {
+    if (!isRowGroupPart(part)) throw new Error('a Parquet output appends parts of its own writer');
+    const group = part.encoded.rowGroup;
     const added: RowGroup[] = [];
-    for (const group of metadata.row_groups) {
-      const { start, end } = groupExtent(group);
-      const body = bytes.subarray(Number(start), Number(end));
-      for (let done = 0; done < body.length; ) done += (await this.handle.write(body, done, body.length - done, this.offset + done)).bytesWritten;
-      added.push(shiftGroup(group, BigInt(this.offset) - start));
-      this.offset += Number(end - start);
+    if (group.num_rows > 0n) {
+      await writePiecesAt(this.handle, part.pieces, this.offset);
+      added.push(shiftGroup(group, BigInt(this.offset)));
+      this.offset += part.byteLength;
       this.rows += group.num_rows;
     }
     // Flushed as it grows (off the job's critical path): the checkpoint counts on these bytes.
@@ -125,21 +135,6 @@ class ParquetAssembly implements OutputAssembly {
   async close(): Promise<void> {
     await this.handle.close();
   }
-}
-
-/** Byte range of a row group's column chunks (dictionary and data pages). */
-function groupExtent(group: RowGroup): { start: bigint; end: bigint } {
-  let start: bigint | undefined;
-  let end = 0n;
-  for (const column of group.columns) {
-    const meta = column.meta_data;
-    if (meta === undefined) throw new Error('a part has a column chunk without metadata');
-    const first = meta.dictionary_page_offset !== undefined && meta.dictionary_page_offset < meta.data_page_offset ? meta.dictionary_page_offset : meta.data_page_offset;
-    const last = first + meta.total_compressed_size;
-    if (start === undefined || first < start) start = first;
-    if (last > end) end = last;
-  }
-  return { start: start ?? 4n, end: end === 0n ? (start ?? 4n) : end };
 }
 
 /** A row group's metadata with every offset moved by `shift`; page indexes are dropped. */

@@ -1,10 +1,11 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { formatFloat32, type ChunkResult, type ColumnSpec, type ColumnVector } from '../columns.js';
+import { writePiecesAt } from './files.js';
 import { yieldToEventLoop } from './parquet-encoder.js';
+import type { EncodedPart, OutputAssembly, OutputWriter } from './writer.js';
 
 /** Rows formatted between yields to the event loop. */
 const ROWS_PER_SLICE = 2048;
-import type { OutputAssembly, OutputWriter } from './writer.js';
 
 /** Text of one cell, or null for a null cell. JSON numbers and CSV fields share it. */
 function cellText(column: ColumnVector, r: number): string | null {
@@ -28,13 +29,14 @@ function cellText(column: ColumnVector, r: number): string | null {
 }
 
 /** UTF-8 text of `rows` lines made by `lineOf`, yielding to the event loop every ROWS_PER_SLICE rows. */
-async function encodeLines(rows: number, lineOf: (row: number) => string): Promise<Uint8Array> {
+async function encodeLines(rows: number, lineOf: (row: number) => string): Promise<EncodedPart> {
   const lines: string[] = new Array<string>(rows);
   for (let r = 0; r < rows; r++) {
     if (r > 0 && r % ROWS_PER_SLICE === 0) await yieldToEventLoop();
     lines[r] = lineOf(r);
   }
-  return Buffer.from(lines.join(''), 'utf8');
+  const bytes = Buffer.from(lines.join(''), 'utf8');
+  return { pieces: [bytes], byteLength: bytes.length };
 }
 
 /** JSON Lines: one object per row, keys in column order; null cells are JSON null. */
@@ -49,7 +51,7 @@ export class JsonlWriter implements OutputWriter {
 
   readonly keepsState = false;
 
-  encodePart(chunk: ChunkResult): Promise<Uint8Array> {
+  encodePart(chunk: ChunkResult): Promise<EncodedPart> {
     const columns = chunk.columns;
     return encodeLines(chunk.rows, (r) => {
       let line = '';
@@ -80,7 +82,7 @@ export class CsvWriter implements OutputWriter {
 
   readonly keepsState = false;
 
-  encodePart(chunk: ChunkResult): Promise<Uint8Array> {
+  encodePart(chunk: ChunkResult): Promise<EncodedPart> {
     const columns = chunk.columns;
     return encodeLines(chunk.rows, (r) => {
       let line = '';
@@ -134,9 +136,8 @@ class Concatenation implements OutputAssembly {
     return new Concatenation(handle, bytes.length);
   }
 
-  async append(bytes: Uint8Array): Promise<unknown> {
-    for (let done = 0; done < bytes.length; ) done += (await this.handle.write(bytes, done, bytes.length - done, this.offset + done)).bytesWritten;
-    this.offset += bytes.length;
+  async append(part: EncodedPart): Promise<unknown> {
+    this.offset += await writePiecesAt(this.handle, part.pieces, this.offset);
     // Flushed as it grows (off the job's critical path): the checkpoint counts on these bytes.
     await this.handle.datasync();
     return undefined;

@@ -7,6 +7,16 @@ import { CsvWriter, JsonlWriter } from './text.js';
 export type OutputFormat = InputFormat;
 
 /**
+ * A chunk as it goes into the output: bytes in pieces, written one after the other. The pieces
+ * may be views of the chunk's own column arrays (Parquet writes numeric values as they are), so
+ * the chunk's columns stay untouched until the part is appended.
+ */
+export interface EncodedPart {
+  readonly pieces: readonly Uint8Array[];
+  readonly byteLength: number;
+}
+
+/**
  * Writes one output format: each chunk encoded on its own, then appended, in row order, to
  * the output being put together (kept across runs: an interrupted job resumes from it), which
  * is finished once the last chunk is in.
@@ -18,9 +28,9 @@ export interface OutputWriter {
   /** Whether appending a chunk returns a state that resuming needs back (Parquet's row-group metadata). */
   readonly keepsState: boolean;
   /** A chunk's bytes, as they go into the output. */
-  encodePart(chunk: ChunkResult): Promise<Uint8Array>;
-  /** The bytes encodePart returned are in the output now: their memory may be reused. */
-  reclaim?(bytes: Uint8Array): void;
+  encodePart(chunk: ChunkResult): Promise<EncodedPart>;
+  /** The part encodePart returned is in the output now: its memory may be reused. */
+  reclaim?(part: EncodedPart): void;
   /**
    * Start the output at `target` (renamed into place by the caller once finished), or carry on
    * with the one there: its first `resume.bytes` bytes hold the chunks whose states are given.
@@ -32,8 +42,11 @@ export interface OutputWriter {
 export interface OutputAssembly {
   /** Bytes of the output so far. */
   readonly length: number;
-  /** Append the next chunk's bytes and flush them to disk; resolves with the chunk's state (keepsState), else undefined. */
-  append(bytes: Uint8Array): Promise<unknown>;
+  /**
+   * Append the next chunk (a part from the same writer's encodePart) and flush it to disk;
+   * resolves with the chunk's state (keepsState), else undefined.
+   */
+  append(part: EncodedPart): Promise<unknown>;
   /** Write what ends the file, flush it to disk and close it. */
   finish(): Promise<void>;
   /** Close, keeping what was appended (a later run carries on from it). */
