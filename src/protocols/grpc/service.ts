@@ -3,7 +3,7 @@ import { TesseraError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Engine } from '../../engine/engine.js';
 import { parseLoadParameters, type LoadParameterValue } from '../repository-load.js';
-import { callScope } from './call-scope.js';
+import { openCallScope } from './call-scope.js';
 import { toServiceError } from './errors.js';
 import { inferMessage } from './infer.js';
 import type { ModelInferRequestMessage, ModelRefMessage, RepositoryIndexRequestMessage, RepositoryModelRequestMessage } from './messages.js';
@@ -69,7 +69,14 @@ export function createInferenceService(options: InferenceServiceOptions): Untype
         outputs: metadata.outputs.map(tensor),
       };
     }),
-    ModelInfer: unary('ModelInfer', (call: ServerUnaryCall<ModelInferRequestMessage, unknown>) => inferMessage(engine, call.request, callScope(call))),
+    ModelInfer: unary('ModelInfer', async (call: ServerUnaryCall<ModelInferRequestMessage, unknown>) => {
+      const open = openCallScope(call);
+      try {
+        return await inferMessage(engine, call.request, open.scope);
+      } finally {
+        open.end();
+      }
+    }),
     ModelStreamInfer: options.streamInfer,
     ModelConfig: unary('ModelConfig', (call: ServerUnaryCall<ModelRefMessage, unknown>) => ({
       config: encodeModelConfig(engine.modelConfig(modelName(call.request.name), optional(call.request.version))),
