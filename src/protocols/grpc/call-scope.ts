@@ -20,25 +20,39 @@ export interface CancellableCall extends EventEmitter {
   readonly metadata?: { get(key: string): (string | Buffer)[] };
 }
 
+/** A call's scope, and what to do once the call is answered. */
+export interface OpenCallScope {
+  readonly scope: CallScope;
+  /**
+   * The call is answered: stop following its cancellation. grpc-js reports every call
+   * 'cancelled' when its HTTP/2 stream closes, answered or not; aborting then would build an
+   * AbortError (a DOMException, with its stack trace) and run the signal's listeners for a
+   * request that is already over, on every call.
+   */
+  end(): void;
+}
+
 /**
  * The abort signal and deadline of a server call. The signal aborts when grpc-js reports
- * the call cancelled: the client cancelled it, went away, or its deadline passed. A queued
- * request is then dropped instead of run for nobody.
+ * the call cancelled before it is answered: the client cancelled it, went away, or its
+ * deadline passed. A queued request is then dropped instead of run for nobody.
  */
-export function callScope(call: CancellableCall): CallScope {
+export function openCallScope(call: CancellableCall): OpenCallScope {
   const controller = new AbortController();
+  const onCancelled = (): void => controller.abort();
   if (call.cancelled) controller.abort();
-  else call.once('cancelled', () => controller.abort());
+  else call.once('cancelled', onCancelled);
   const deadlineMs = remainingMs(call.getDeadline());
   const trace = call.metadata?.get('traceparent')[0];
   const traceparent = typeof trace === 'string' && trace.length <= 256 ? trace : undefined;
   const metadata = call.metadata;
-  return {
+  const scope: CallScope = {
     signal: controller.signal,
     ...(deadlineMs === undefined ? {} : { deadlineMs }),
     ...(traceparent === undefined ? {} : { traceparent }),
     ...(metadata === undefined ? {} : { callerHeader: (name: string) => metadataValue(metadata.get(name)[0]) }),
   };
+  return { scope, end: () => call.off('cancelled', onCancelled) };
 }
 
 /** A string metadata value of a sane length for a routing key (binary `-bin` entries are not). */

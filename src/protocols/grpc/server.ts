@@ -5,7 +5,9 @@ import type { TesseraError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Engine } from '../../engine/engine.js';
 import { TESSERA_VERSION } from '../../server/version.js';
+import { applyHttp2Windows, DEFAULT_HTTP2_WINDOWS, type Http2Windows } from './flow-control.js';
 import { EngineHealth } from './health.js';
+import { withInferCodecs } from './infer-codecs.js';
 import { LOADER_OPTIONS, loadInferenceProto } from './proto.js';
 import { addReflection } from './reflection.js';
 import { createInferenceService } from './service.js';
@@ -38,6 +40,8 @@ export interface GrpcServerOptions {
   readonly interceptors?: ServerInterceptor[];
   /** Transport credentials (TLS, mutual TLS; src/security/tls.ts); default insecure. */
   readonly credentials?: ServerCredentials;
+  /** HTTP/2 receive windows (flow-control.ts); default 4 MiB per stream, 32 MiB per connection. */
+  readonly http2Windows?: Http2Windows;
 }
 
 export interface GrpcServerHandle {
@@ -69,7 +73,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 
   const streamInfer = createStreamInfer(engine, logger, options.shed);
   server.addService(
-    inference.service,
+    withInferCodecs(inference.service),
     createInferenceService({
       engine,
       logger,
@@ -84,7 +88,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 
   const address = options.host.includes(':') ? `[${options.host}]:${options.port}` : `${options.host}:${options.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, options.credentials ?? ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
+    server.bindAsync(address, options.credentials ?? ServerCredentials.createInsecure(), (error, bound) => {
+      if (error !== null) {
+        reject(error);
+        return;
+      }
+      // Right as the port is bound, so the sessions of the first clients already start with open windows.
+      applyHttp2Windows(server, options.http2Windows ?? DEFAULT_HTTP2_WINDOWS, logger);
+      resolve(bound);
+    });
   }).catch((error: unknown) => {
     health.shutdown();
     server.forceShutdown();
