@@ -232,9 +232,38 @@ describe('V2 binary tensor data and classification', () => {
     assert.equal(aligned.byteOffset, body.byteOffset + 16);
     const misaligned = tensorDataFromBinary('FP32', [4], body.subarray(17, 33), 'x') as Float32Array;
     assert.notEqual(misaligned.buffer, body.buffer);
-    const tail = new BinaryTail(Buffer.alloc(8), 10);
+    const tail = new BinaryTail(Buffer.alloc(18), 10);
     assert.equal(tail.take(8, 'x').length, 8);
     tail.finish();
+  });
+
+  test('a misaligned first input is moved down over the parsed JSON header onto an 8-byte boundary and viewed in place', () => {
+    // A 13-byte header, then two FP32 inputs of 4 values each, contiguous.
+    const values = [1.5, -2, 3.25, 4, 5, 6.5, -7, 8];
+    const body = Buffer.alloc(13 + 32);
+    body.write('{"inputs":[]}', 0, 'latin1');
+    Buffer.from(new Float32Array(values).buffer).copy(body, 13);
+    const tail = new BinaryTail(body, 13);
+    const first = tail.take(16, 'x');
+    assert.equal(first.buffer, body.buffer, 'a view of the body, not a copy');
+    assert.equal(first.byteOffset % 8, 0, 'on an 8-byte boundary');
+    assert.deepEqual(Array.from(tensorDataFromBinary('FP32', [4], first, 'x') as Float32Array), values.slice(0, 4));
+    assert.equal((tensorDataFromBinary('FP32', [4], first, 'x') as Float32Array).buffer, body.buffer, 'viewed without a copy');
+    // The second input follows the first in the body; the first's move left the bytes it
+    // moved out of free, so the second moves down by as much and is aligned too.
+    const second = tail.take(16, 'y');
+    assert.equal(second.byteOffset % 8, 0);
+    assert.equal(second.buffer, body.buffer);
+    assert.deepEqual(Array.from(tensorDataFromBinary('FP32', [4], second, 'y') as Float32Array), values.slice(4));
+    assert.deepEqual(Array.from(tensorDataFromBinary('FP32', [4], first, 'x') as Float32Array), values.slice(0, 4), 'the first view was not disturbed');
+    tail.finish();
+
+    // An input right after an aligned one that did not move has no free bytes before it: it stays.
+    const packed = Buffer.alloc(16 + 8 + 3 + 4);
+    const tight = new BinaryTail(packed, 16);
+    assert.equal(tight.take(11, 'a').byteOffset, packed.byteOffset + 16);
+    assert.equal(tight.take(4, 'b').byteOffset, packed.byteOffset + 27, 'misaligned and left where it is');
+    tight.finish();
   });
 
   test('FP16 raw half bits of a model without a batch dimension', async () => {
