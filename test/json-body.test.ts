@@ -141,6 +141,9 @@ test('whatever JSON.parse refuses is refused, as INVALID_REQUEST naming the posi
     '{"inputs":[{"name":"x","data":[1,2]]}', '{"a":01}', '{"a":1.}', '{"a":-}', '{"a":tru}', '{"a":nul}', '{"a":True}', "{'a':1}", '{a:1}', '{"a" 1}', '{"a":1,}',
     '{"a":1 "b":2}', '[1,2', '[1,,2]', '[,1]', '"abc', '"a\\x"', '"a\\u12"', '"tab\there"', '"line\nbreak"', '{"a":1}x', '{"a":1}{"b":2}', '\u00a0{}',
     '{"a":"\\"}', '[1]]',
+    // Bytes next to the digits' range right after fraction digits (the scanner classifies eight at a time).
+    '{"inputs":[{"name":"x","data":[1.5:2]}]}', '{"inputs":[{"name":"x","data":[1.5/2]}]}', '{"inputs":[{"name":"x","data":[0.1234567:1]}]}',
+    '{"inputs":[{"name":"x","data":[0.12345678/1]}]}', '{"inputs":[{"name":"x","data":[1.5\u0000]}]}',
   ];
   for (const text of invalid.flatMap((text) => (text.trim() === '' ? [text] : bothPaths(text)))) {
     assert.throws(() => JSON.parse(text), `JSON.parse refuses ${JSON.stringify(text)}`);
@@ -242,8 +245,10 @@ test('the WebAssembly scanner: long runs in several calls, whitespace, and the r
   };
   assert.deepEqual(scanOf('-1.25, 0 ,\t3.5\n'), { count: 3, end: ']', values: [-1.25, 0, 3.5] });
   assert.ok(Object.is(scanOf('-0.0').values[0], -0));
-  assert.equal(scanOf('0.0000000000000000000001').count, 1, '22 fraction digits are exact');
-  for (const declined of ['1e5', '2E-1', '0.00000000000000000000001', '1234567890123456', '0.1234567890123456', '01', '-', '1.', '.5', '1,[2]', '+1', 'x']) {
+  assert.deepEqual(scanOf('0.000000000000001,123456789012345,1234567.12345678,0.1234567890123,0.12345678,-0.102'), {
+    count: 6, end: ']', values: [1e-15, 123456789012345, 1234567.12345678, 0.1234567890123, 0.12345678, -0.102],
+  }, 'up to 15 digits, fraction runs of 8 and more');
+  for (const declined of ['1e5', '2E-1', '0.0000000000000001', '1234567890123456', '0.1234567890123456', '1.1234567890123456', '00', '01', '-', '-.5', '1.', '.5', '1,[2]', '+1', 'x', '-x']) {
     assert.equal(scanOf(declined).count, -1, `${declined} is left to JavaScript`);
   }
 });

@@ -14,8 +14,9 @@ import { WASM_BINARY } from './number-scanner-wasm.js';
 export const WASM_SCAN_MIN_BYTES = 16 * 1024;
 export const WASM_SCAN_MAX_BYTES = 16 * 1024 * 1024;
 
-/** Where the body goes in the module's memory: after the table of powers of ten (23 doubles). */
+/** Where the body goes in the module's memory: after the tables of powers of ten (23 doubles at 0, 9 int64 at 184). */
 const BODY_AT = 256;
+const INT_POWERS_AT = 184;
 /** Numbers one scan call writes at most (512 KiB of doubles); longer runs take several calls. */
 const SCAN_CAP = 64 * 1024;
 const PAGE = 64 * 1024;
@@ -71,11 +72,17 @@ function instance(): ScannerExports {
   const exports = new WebAssembly.Instance(new WebAssembly.Module(WASM_BINARY)).exports as ScannerExports;
   const powers = new Float64Array(exports.memory.buffer, 0, 23);
   for (let i = 0; i < powers.length; i++) powers[i] = 10 ** i;
+  const intPowers = new BigInt64Array(exports.memory.buffer, INT_POWERS_AT, 9);
+  for (let i = 0; i < intPowers.length; i++) intPowers[i] = 10n ** BigInt(i);
   scanner = exports;
   return exports;
 }
 
-/** Copy `bytes` into the scanner's memory (grown as needed), followed by a byte no number contains. */
+/**
+ * Copy `bytes` into the scanner's memory (grown as needed), followed by a byte no number
+ * contains (the scanner reads digits eight bytes at a time: the output area after it keeps
+ * those reads inside memory).
+ */
 export function loadBody(bytes: Uint8Array): LoadedBody {
   const exports = instance();
   const outAt = Math.ceil((BODY_AT + bytes.length + 1) / 8) * 8;
