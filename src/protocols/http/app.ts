@@ -16,6 +16,7 @@ import type { LoadShedder } from '../../security/load-shedding.js';
 import { registerLoadShedding } from '../../security/load-shedding-http.js';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { httpRouteContext, installHttpSecurity, type HttpSecurity } from '../../security/http.js';
+import { warmNumberScanner } from './v2/number-scanner.js';
 
 /** Which protocols besides KServe V2 the HTTP listener speaks. */
 export interface HttpProtocols {
@@ -118,6 +119,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   }
   if (options.security !== undefined) installHttpSecurity(app, options.security, httpRouteContext(engine, protocols));
   registerBodyParser(app, options.bodyLimitBytes);
+  warmNumberScanner();
   closeConnectionsWhenClosing(app, options.draining);
   if (compression.enabled) {
     // Request bodies are decompressed by the body parser (bounded); the plugin only compresses replies.
