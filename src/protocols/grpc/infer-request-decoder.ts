@@ -5,6 +5,7 @@ import type {
   InferTensorContentsMessage,
   ModelInferRequestMessage,
 } from './messages.js';
+import { AlignedViews } from '../../core/aligned-views.js';
 import { ProtobufError, ProtobufReader, WIRE } from './protobuf-reader.js';
 
 /**
@@ -20,7 +21,7 @@ import { ProtobufError, ProtobufReader, WIRE } from './protobuf-reader.js';
  * encoding left it, so a Float32Array cannot view it: the tensor was copied to an aligned
  * buffer, ~600 KB per ResNet image, and V8 runs a full (mark-compact) collection for every
  * few tens of MB of such buffers. This decoder instead moves each raw entry a few bytes
- * down, inside the message buffer, onto an 8-byte boundary (see {@link alignView}), so the
+ * down, inside the message buffer, onto an 8-byte boundary (core AlignedViews), so the
  * tensor is a view of the received bytes with no allocation.
  *
  * It therefore takes ownership of the buffer it decodes: grpc-js hands each received message
@@ -36,7 +37,7 @@ import { ProtobufError, ProtobufReader, WIRE } from './protobuf-reader.js';
  */
 export function decodeModelInferRequest(bytes: Buffer): ModelInferRequestMessage {
   const reader = new ProtobufReader(bytes, 0, bytes.length);
-  const views: ViewFloor = { floor: 0 };
+  const views = new AlignedViews(bytes);
   let model_name = '';
   let model_version = '';
   let id = '';
@@ -75,7 +76,7 @@ export function decodeModelInferRequest(bytes: Buffer): ModelInferRequestMessage
       case 7: {
         if (wire !== WIRE.LEN) break;
         const end = reader.delimitedEnd();
-        raw_input_contents.push(alignView(bytes, reader.pos, end, views));
+        raw_input_contents.push(views.take(reader.pos, end));
         reader.pos = end;
         continue;
       }
@@ -87,39 +88,7 @@ export function decodeModelInferRequest(bytes: Buffer): ModelInferRequestMessage
   return { model_name, model_version, id, parameters, inputs, outputs, raw_input_contents };
 }
 
-/** Where the views handed out so far end: bytes before it must not be written. */
-interface ViewFloor {
-  floor: number;
-}
-
-/** Alignment raw tensor bytes are moved to: the largest element (INT64, UINT64, FP64). */
-const RAW_ALIGNMENT = 8;
-
-/**
- * A view of bytes [start, end) of `buf`, moved down within `buf` first so that it starts on
- * an 8-byte boundary of the underlying ArrayBuffer (else 4, else 2) when the bytes just
- * before it are free: already decoded into strings and numbers (its own tag and length are
- * at least 2 bytes, a ResNet image's 4), not part of an earlier view. A Float32Array (or any
- * typed array) can then view the tensor where it lies (raw.ts, core viewBytes) instead of
- * copying it. The move is one memmove within memory just read; nothing is allocated.
- */
-function alignView(buf: Buffer, start: number, end: number, views: ViewFloor): Buffer {
-  const free = start - views.floor;
-  const address = buf.byteOffset + start;
-  for (let alignment = RAW_ALIGNMENT; alignment > 1; alignment >>= 1) {
-    const shift = address % alignment;
-    if (shift === 0) break;
-    if (shift <= free) {
-      buf.copyWithin(start - shift, start, end);
-      views.floor = end - shift;
-      return buf.subarray(start - shift, end - shift);
-    }
-  }
-  views.floor = end;
-  return buf.subarray(start, end);
-}
-
-function readInput(reader: ProtobufReader, views: ViewFloor): InferInputTensorMessage {
+function readInput(reader: ProtobufReader, views: AlignedViews): InferInputTensorMessage {
   const end = reader.delimitedEnd();
   const outer = reader.end;
   reader.end = end;
@@ -229,7 +198,7 @@ function readRepeatedFixed(reader: ProtobufReader, wire: number, into: number[],
   return true;
 }
 
-function readContents(reader: ProtobufReader, views: ViewFloor): InferTensorContentsMessage {
+function readContents(reader: ProtobufReader, views: AlignedViews): InferTensorContentsMessage {
   const end = reader.delimitedEnd();
   const outer = reader.end;
   reader.end = end;
@@ -275,7 +244,7 @@ function readContents(reader: ProtobufReader, views: ViewFloor): InferTensorCont
         const elementEnd = reader.delimitedEnd();
         contents.bytes_contents.push(reader.buf.subarray(reader.pos, elementEnd));
         // A view handed out: the raw entries after it must not be moved over it.
-        views.floor = Math.max(views.floor, elementEnd);
+        views.keep(elementEnd);
         reader.pos = elementEnd;
         break;
       }

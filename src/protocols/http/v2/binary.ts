@@ -1,4 +1,5 @@
 import { elementByteSize, bytesOf, viewBytes, type DataType, type NumericArray, type TensorData } from '../../../core/datatype.js';
+import { AlignedViews } from '../../../core/aligned-views.js';
 import { TesseraError } from '../../../core/errors.js';
 import { elementCount, formatShape } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
@@ -47,32 +48,27 @@ function parseJsonWhole(body: Buffer): unknown {
   return parseV2RequestJson(body, 'the request body');
 }
 
-/** Alignment tensor bytes are moved to when there is room: the largest element (INT64, FP64). */
-const TENSOR_ALIGNMENT = 8;
-
 /**
  * The binary data after the JSON header, consumed input by input in the order the JSON lists
  * them. {@link finish} checks nothing is left over.
  *
  * The tensor bytes follow a JSON header of any length, so they rarely start on a boundary a
- * Float32Array can view: each misaligned input used to be copied (600 KB per ResNet image, and
- * V8 runs a full collection for every few tens of MB of such copies). Instead, an input with
- * free bytes just before it is moved down onto an 8-byte boundary (else 4, else 2) within the
- * body, and viewed where it lies: the free bytes are the JSON header, parsed before any input
- * is taken, or what an earlier move left behind. The body is the request's own; nothing else
- * reads it once it is split.
+ * Float32Array can view: each input is moved down onto an aligned offset over bytes that are
+ * free (the JSON header, parsed before any input is taken, or what an earlier move left
+ * behind) and viewed where it lies (core AlignedViews). The body is the request's own;
+ * nothing else reads it once it is split.
  */
 export class BinaryTail {
   /** Offset in the body of the next input's bytes. */
   private offset: number;
-  /** Bytes of the body below this offset may be overwritten (none of them is in a view). */
-  private floor = 0;
+  private readonly views: AlignedViews;
 
   constructor(
     private readonly body: Buffer,
     private readonly headerLength: number,
   ) {
     this.offset = headerLength;
+    this.views = new AlignedViews(body);
   }
 
   /** The next `size` bytes (a view, not a copy; aligned when there was room), for the input named in `where`. */
@@ -86,20 +82,8 @@ export class BinaryTail {
       );
     }
     const start = this.offset;
-    const end = start + size;
-    this.offset = end;
-    const address = this.body.byteOffset + start;
-    for (let alignment = TENSOR_ALIGNMENT; alignment > 1 && size > 0; alignment >>= 1) {
-      const shift = address % alignment;
-      if (shift === 0) break;
-      if (shift <= start - this.floor) {
-        this.body.copyWithin(start - shift, start, end);
-        this.floor = end - shift;
-        return this.body.subarray(start - shift, end - shift);
-      }
-    }
-    this.floor = end;
-    return this.body.subarray(start, end);
+    this.offset += size;
+    return this.views.take(start, this.offset);
   }
 
   /** Every byte after the header must belong to an input. */
