@@ -8,3 +8,4 @@ export * from './logger.js';
 export * from './float16.js';
 export * from './json-tensor.js';
 export * from './cancel.js';
+export * from './aligned-views.js';
