@@ -20,7 +20,7 @@
  * request is sent and its answer decoded, so a protocol that answers something else (an
  * error, JSON instead of binary outputs) stops the run instead of being measured.
  *
- * Run alone:  node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--channels N] [--delay US] [--tsx]
+ * Run alone:  node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-binary,...] [--channels N] [--delay US] [--tsx]
  *             (npm run bench:protocols -- --quick)
  * `npm run bench` runs it as its `protocols` part and puts the section in RESULTS.md.
  */
@@ -84,6 +84,8 @@ export interface ProtocolsOptions {
   /** gRPC channels the generator opens (default 1: every call multiplexed on one connection). */
   readonly channels?: number;
   readonly delayUs?: number;
+  /** The protocols to drive, in order (default: all three). */
+  readonly protocols?: readonly Protocol[];
   /** Re-runs of disturbed cells left (shared with the caller's other cells). */
   readonly retries?: { remaining: number };
 }
@@ -168,7 +170,7 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
       log(`  ${key} server: started in ${(server.startMs / 1000).toFixed(1)} s (pid ${server.pid}, HTTP ${server.port}, gRPC ${server.grpcPort})`);
       const timing = timingFor(key, quick, retries);
       timings[key] = { warmupMs: timing.warmupMs, durationMs: timing.durationMs };
-      for (const protocol of PROTOCOLS.protocols) {
+      for (const protocol of options.protocols ?? PROTOCOLS.protocols) {
         let cell: CellResult;
         let answer: string;
         let requestBytes: number;
@@ -345,6 +347,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     options: {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
+      protocols: { type: 'string' },
       channels: { type: 'string' },
       delay: { type: 'string' },
       tsx: { type: 'boolean', default: false },
@@ -353,11 +356,13 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     strict: true,
   });
   if (values.help === true) {
-    console.log('usage: node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--channels N (gRPC, default 1)] [--delay US] [--tsx]');
+    console.log('usage: node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-json,v2-binary,v2-grpc] [--channels N (gRPC, default 1)] [--delay US] [--tsx]');
     process.exit(0);
   }
   const models = values.only === undefined ? PROTOCOLS.models : (values.only.split(',').map((m) => m.trim()) as ProtocolModel[]);
   for (const model of models) if (!PROTOCOLS.models.includes(model)) throw new Error(`--only: unknown '${model}' (expected ${PROTOCOLS.models.join(', ')})`);
+  const protocols = values.protocols === undefined ? PROTOCOLS.protocols : (values.protocols.split(',').map((p) => p.trim()) as Protocol[]);
+  for (const protocol of protocols) if (!PROTOCOLS.protocols.includes(protocol)) throw new Error(`--protocols: unknown '${protocol}' (expected ${PROTOCOLS.protocols.join(', ')})`);
   const channels = values.channels === undefined ? 1 : Number(values.channels);
   if (!Number.isInteger(channels) || channels < 1 || channels > 64) throw new Error('--channels: an integer from 1 to 64');
   const delayUs = values.delay === undefined ? PROTOCOLS.delayUs : Number(values.delay);
@@ -367,7 +372,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const files = await prepareModels(models);
   try {
     console.log(`protocols: ${models.join(', ')} at concurrency ${PROTOCOLS.concurrency}${values.quick === true ? ' (quick)' : ''}`);
-    const result = await runProtocols(files, { quick: values.quick === true, log: (line) => console.log(line), models, channels, delayUs });
+    const result = await runProtocols(files, { quick: values.quick === true, log: (line) => console.log(line), models, protocols, channels, delayUs });
     console.log('');
     if (result.raw.length > 0) console.log(`${renderConsole(protocolsRawTable(result))}\n`);
     console.log(`${renderConsole(protocolsTable(result))}\n`);

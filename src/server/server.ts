@@ -16,6 +16,7 @@ import { createServerSecurity } from '../security/setup.js';
 import { enforceRequestLimits } from '../security/limits.js';
 import { startMetricsListener, type MetricsListener } from './metrics-listener.js';
 import { TESSERA_VERSION } from './version.js';
+import { tuneHeapForServing } from './v8-tuning.js';
 import { LoadShedder, SHED_REASONS, sheddingEnabled } from '../security/load-shedding.js';
 import { registerSheddingMetrics } from '../observability/shedding-metrics.js';
 import type { FastifyInstance } from 'fastify';
@@ -51,6 +52,8 @@ export interface StartOptions {
 
 /** Build and start a server: engine (repository loaded), HTTP listener. */
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<TesseraServer> {
+  // Before the models load and warm up: the heap's decisions from then on are the serving ones.
+  tuneHeapForServing();
   const logger = options.logger ?? createLogger(config.logLevel);
   // Keys, JWT keys and certificates are read first: a bad one stops the server before anything starts.
   const security = createServerSecurity(config, logger);
