@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { TesseraError } from '../../core/errors.js';
 import type { Engine } from '../../engine/engine.js';
 import { registerBodyParser } from './body.js';
+import { deferredChildLogger } from './request-logger.js';
 import { registerAzureMlRoutes } from './cloud/azureml.js';
 import { registerSageMakerRoutes } from './cloud/sagemaker.js';
 import { registerVertexRoutes } from './cloud/vertex.js';
@@ -106,6 +107,8 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     bodyLimit: options.bodyLimitBytes,
     // Per-request access logs cost throughput; errors are logged where they are answered.
     logController: new LogController({ disableRequestLogging: true }),
+    // Each request's child logger (its reqId) is made only if the request logs something.
+    childLoggerFactory: deferredChildLogger,
     requestIdHeader: 'x-request-id',
     return503OnClosing: true,
     forceCloseConnections: false,
