@@ -20,7 +20,7 @@
  * request is sent and its answer decoded, so a protocol that answers something else (an
  * error, JSON instead of binary outputs) stops the run instead of being measured.
  *
- * Run alone:  node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-binary,...] [--channels N] [--delay US] [--tsx]
+ * Run alone:  node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-binary,...] [--rounds N] [--channels N] [--delay US] [--tsx]
  *             (npm run bench:protocols -- --quick)
  * `npm run bench` runs it as its `protocols` part and puts the section in RESULTS.md.
  */
@@ -46,6 +46,12 @@ export const PROTOCOLS = {
   protocols: ['v2-json', 'v2-binary', 'v2-grpc'] as readonly Protocol[],
   /** Raw batch sizes for the denominator: what a closed loop of 16 single-item requests can batch. */
   rawBatchSizes: [1, 8, 16],
+  /**
+   * Rounds of the ResNet cells (each round drives every protocol, the order rotated from round
+   * to round); the ratios take each protocol's median round. A single 8 s cell of this model
+   * moves by 10-15% from run to run on this machine.
+   */
+  resnetRounds: 3,
   /** Target of the binary and gRPC cells: server items/s / raw best items/s. */
   target: 0.9,
   /** max_queue_delay_microseconds of the server (as the main matrix's tessera-batch). */
@@ -56,6 +62,8 @@ export interface ProtocolCell {
   readonly model: ProtocolModel;
   readonly protocol: Protocol;
   readonly cell: CellResult;
+  /** 1-based; the MLP reference cells run one round. */
+  readonly round: number;
   readonly requestBytes: number;
   /** What the pre-cell check found in the answer. */
   readonly answer: string;
@@ -86,6 +94,8 @@ export interface ProtocolsOptions {
   readonly delayUs?: number;
   /** The protocols to drive, in order (default: all three). */
   readonly protocols?: readonly Protocol[];
+  /** Rounds of the ResNet cells (default PROTOCOLS.resnetRounds; 1 with `quick`). */
+  readonly rounds?: number;
   /** Re-runs of disturbed cells left (shared with the caller's other cells). */
   readonly retries?: { remaining: number };
 }
@@ -170,7 +180,10 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
       log(`  ${key} server: started in ${(server.startMs / 1000).toFixed(1)} s (pid ${server.pid}, HTTP ${server.port}, gRPC ${server.grpcPort})`);
       const timing = timingFor(key, quick, retries);
       timings[key] = { warmupMs: timing.warmupMs, durationMs: timing.durationMs };
-      for (const protocol of options.protocols ?? PROTOCOLS.protocols) {
+      const order = options.protocols ?? PROTOCOLS.protocols;
+      const rounds = key === 'resnet' ? (options.rounds ?? (quick ? 1 : PROTOCOLS.resnetRounds)) : 1;
+      const plan = Array.from({ length: rounds }, (_, r) => order.map((_, i) => ({ round: r + 1, protocol: order[(i + r) % order.length]! }))).flat();
+      for (const { round, protocol } of plan) {
         let cell: CellResult;
         let answer: string;
         let requestBytes: number;
@@ -192,9 +205,9 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
           answer = await checkHttp(server, model, bodies[0]!, { 'content-type': 'application/json' }, false);
           cell = await runCell({ ...base, bodies });
         }
-        cells.push({ model: key, protocol, cell, requestBytes, answer });
+        cells.push({ model: key, protocol, cell, requestBytes, answer, round });
         log(
-          `    ${key} ${protocol} c${concurrency} (${requestBytes} bytes; ${answer}): ${rate(cell.itemsPerSecond)} items/s  p50 ${ms(cell.latency.p50)}  p99 ${ms(cell.latency.p99)} ms` +
+          `    ${key} ${protocol}${rounds > 1 ? ` round ${round}` : ''} c${concurrency} (${requestBytes} bytes; ${answer}): ${rate(cell.itemsPerSecond)} items/s  p50 ${ms(cell.latency.p50)}  p99 ${ms(cell.latency.p99)} ms` +
             `  batch ${fmt(cell.batch?.meanBatch ?? Number.NaN)}  errors ${cell.errors}  main ${fmt(cell.mainCpuMsPerRequest, 3)} ms/req` +
             `  srv CPU ${fmt(cell.serverCpu.totalPct, 0)}% (main ${fmt(cell.serverCpu.mainPct, 0)}%)  gen CPU ${fmt(cell.generatorCpuPct, 0)}%  foreign ${fmt(cell.foreignCpuPct, 0)}%` +
             (cell.attempts > 1 ? ` (attempt ${cell.attempts})` : ''),
@@ -218,14 +231,16 @@ function errorsText(cell: CellResult): string {
 export function protocolsTable(result: ProtocolsResult): Table {
   return {
     headers: [
-      'model', 'protocol', 'conc', 'request bytes', 'items/s', 'x raw', 'p50 ms', 'p99 ms', 'errors', 'mean batch', 'queue ms', 'infer ms/batch',
+      'model', 'protocol', 'round', 'conc', 'request bytes', 'items/s', 'x raw', 'p50 ms', 'p99 ms', 'errors', 'mean batch', 'queue ms', 'infer ms/batch',
       'srv CPU %', 'main %', 'main ms/req', 'req/srv CPU-s', 'gen CPU %', 'foreign %',
     ],
-    rows: result.cells.map(({ model, protocol, cell, requestBytes }) => {
+    rows: [...result.cells].sort((a, b) => PROTOCOLS.models.indexOf(a.model) - PROTOCOLS.models.indexOf(b.model) || PROTOCOLS.protocols.indexOf(a.protocol) - PROTOCOLS.protocols.indexOf(b.protocol) || a.round - b.round).map(({ model, protocol, cell, requestBytes, round }) => {
       const raw = result.raw.find((r) => r.model === model);
+      const median = medianCell(result, model, protocol);
       return [
         model,
         protocol,
+        String(round) + (median === cell && result.cells.some((c) => c.model === model && c.protocol === protocol && c.round !== round) ? ' (median)' : ''),
         String(cell.concurrency),
         String(requestBytes),
         rate(cell.itemsPerSecond),
@@ -266,13 +281,24 @@ export function protocolsRawTable(result: ProtocolsResult): Table {
   };
 }
 
+/** The round of `protocol` on `model` with the median items/s (the lower middle of an even count). */
+export function medianCell(result: ProtocolsResult, model: ProtocolModel, protocol: Protocol): CellResult | undefined {
+  const all = result.cells.filter((p) => p.model === model && p.protocol === protocol).map((p) => p.cell);
+  all.sort((a, b) => a.itemsPerSecond - b.itemsPerSecond);
+  return all[Math.floor((all.length - 1) / 2)];
+}
+
 const LABEL: Readonly<Record<Protocol, string>> = { 'v2-json': 'V2 JSON', 'v2-binary': 'V2 binary', 'v2-grpc': 'V2 gRPC' };
 const TITLE: Readonly<Record<ProtocolModel, string>> = { resnet: 'ResNet', mlp: 'MLP' };
 
 export function protocolRatios(result: ProtocolsResult): Ratio[] {
   const ratios: Ratio[] = [];
   const c = result.concurrency;
-  const find = (model: ProtocolModel, protocol: Protocol): CellResult | undefined => result.cells.find((p) => p.model === model && p.protocol === protocol)?.cell;
+  const find = (model: ProtocolModel, protocol: Protocol): CellResult | undefined => medianCell(result, model, protocol);
+  const roundsOf = (model: ProtocolModel, protocol: Protocol): string => {
+    const all = result.cells.filter((p) => p.model === model && p.protocol === protocol);
+    return all.length < 2 ? '' : `; median of ${all.length} rounds: ${all.map((p) => rate(p.cell.itemsPerSecond)).join(', ')} items/s`;
+  };
   const raw = result.raw.find((r) => r.model === 'resnet');
   const json = find('resnet', 'v2-json');
   if (raw !== undefined) {
@@ -288,7 +314,7 @@ export function protocolRatios(result: ProtocolsResult): Ratio[] {
         met: targeted ? value >= PROTOCOLS.target : undefined,
         detail:
           `server ${rate(cell.itemsPerSecond)}/s (p50 ${ms(cell.latency.p50)} / p99 ${ms(cell.latency.p99)} ms, mean batch ${fmt(cell.batch?.meanBatch ?? Number.NaN)}, ` +
-          `${errorsText(cell)} errors) vs raw ${rate(raw.best.itemsPerSecond)}/s at batch ${raw.best.batchSize} (server default session options, best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')})`,
+          `${errorsText(cell)} errors) vs raw ${rate(raw.best.itemsPerSecond)}/s at batch ${raw.best.batchSize} (server default session options, best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')})${roundsOf('resnet', protocol)}`,
       });
     }
   }
@@ -324,17 +350,19 @@ export function protocolRatios(result: ProtocolsResult): Ratio[] {
 
 /** What the protocol cells send and how they are timed, for RESULTS.md and the console. */
 export function describeProtocols(result: ProtocolsResult): string[] {
+  const resnetRounds = Math.max(0, ...result.cells.filter((p) => p.model === 'resnet').map((p) => p.round));
   const timing = Object.entries(result.timing)
     .map(([model, t]) => `${model} ${t.warmupMs / 1000} s warm-up + ${t.durationMs / 1000} s window`)
     .join(', ');
   return [
     `One Tessera server per model (\`tessera-batch\` configuration: ${Object.entries(result.configs)
       .map(([name, config]) => `${name} \`${JSON.stringify(config)}\``)
-      .join('; ')}), driven closed-loop at concurrency ${result.concurrency} over each protocol in turn; ${timing}.`,
+      .join('; ')}), driven closed-loop at concurrency ${result.concurrency} over each protocol in turn; ${timing}.` +
+      (resnetRounds > 1 ? ` The ResNet cells run in ${resnetRounds} rounds, the protocols' order rotated each round; the ratios take each protocol's median round, marked (median) in the table.` : ''),
     'v2-json: V2 REST with JSON `data` (4-decimal values), JSON outputs. v2-binary: V2 REST binary tensor extension (JSON header with `binary_data_size` + raw float32, ' +
       '`Inference-Header-Content-Length`), `binary_data_output: true`. ' +
       `v2-grpc: ModelInfer with \`raw_input_contents\`, outputs in \`raw_output_contents\`; @grpc/grpc-js, ${result.channels} channel${result.channels === 1 ? '' : 's'} (HTTP/2 connection${result.channels === 1 ? '' : 's'}) shared by the ${result.concurrency} workers, requests serialized once.`,
-    'Before each cell one request is sent and its answer decoded: ' + result.cells.map((p) => `${p.model} ${p.protocol}: ${p.answer}`).join('; ') + '.',
+    'Before each cell one request is sent and its answer decoded: ' + result.cells.filter((p) => p.round === 1).map((p) => `${p.model} ${p.protocol}: ${p.answer}`).join('; ') + '.',
     `x raw = server items/s / raw best items/s (server default session options, batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')}: a closed loop of ${result.concurrency} single-item requests cannot form larger batches). ` +
       'main ms/req = CPU of the server\'s main (event-loop) thread per answered request, from /proc/<pid>/task/<pid>/schedstat.',
   ];
@@ -348,6 +376,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       protocols: { type: 'string' },
+      rounds: { type: 'string' },
       channels: { type: 'string' },
       delay: { type: 'string' },
       tsx: { type: 'boolean', default: false },
@@ -356,13 +385,15 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     strict: true,
   });
   if (values.help === true) {
-    console.log('usage: node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-json,v2-binary,v2-grpc] [--channels N (gRPC, default 1)] [--delay US] [--tsx]');
+    console.log('usage: node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-json,v2-binary,v2-grpc] [--rounds N (ResNet, default 3)] [--channels N (gRPC, default 1)] [--delay US] [--tsx]');
     process.exit(0);
   }
   const models = values.only === undefined ? PROTOCOLS.models : (values.only.split(',').map((m) => m.trim()) as ProtocolModel[]);
   for (const model of models) if (!PROTOCOLS.models.includes(model)) throw new Error(`--only: unknown '${model}' (expected ${PROTOCOLS.models.join(', ')})`);
   const protocols = values.protocols === undefined ? PROTOCOLS.protocols : (values.protocols.split(',').map((p) => p.trim()) as Protocol[]);
   for (const protocol of protocols) if (!PROTOCOLS.protocols.includes(protocol)) throw new Error(`--protocols: unknown '${protocol}' (expected ${PROTOCOLS.protocols.join(', ')})`);
+  const rounds = values.rounds === undefined ? undefined : Number(values.rounds);
+  if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 20)) throw new Error('--rounds: an integer from 1 to 20');
   const channels = values.channels === undefined ? 1 : Number(values.channels);
   if (!Number.isInteger(channels) || channels < 1 || channels > 64) throw new Error('--channels: an integer from 1 to 64');
   const delayUs = values.delay === undefined ? PROTOCOLS.delayUs : Number(values.delay);
@@ -372,7 +403,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const files = await prepareModels(models);
   try {
     console.log(`protocols: ${models.join(', ')} at concurrency ${PROTOCOLS.concurrency}${values.quick === true ? ' (quick)' : ''}`);
-    const result = await runProtocols(files, { quick: values.quick === true, log: (line) => console.log(line), models, protocols, channels, delayUs });
+    const result = await runProtocols(files, { quick: values.quick === true, log: (line) => console.log(line), models, protocols, channels, delayUs, ...(rounds === undefined ? {} : { rounds }) });
     console.log('');
     if (result.raw.length > 0) console.log(`${renderConsole(protocolsRawTable(result))}\n`);
     console.log(`${renderConsole(protocolsTable(result))}\n`);
