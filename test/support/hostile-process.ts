@@ -32,6 +32,7 @@ export interface ServeChild {
   readonly httpUrl: string;
   readonly httpPort: number;
   readonly grpcPort: number;
+  readonly metricsPort: number;
   readonly managementPort: number;
   /** stdout lines (pino JSON) and stderr lines, as they arrive. */
   readonly logs: string[];
@@ -50,6 +51,8 @@ export interface SpawnOptions {
   readonly inspect?: boolean;
   /** Extra environment variables. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra Node.js / V8 flags, before the script. */
+  readonly nodeFlags?: readonly string[];
 }
 
 /**
@@ -60,6 +63,7 @@ export async function spawnServe(repository: string, options: SpawnOptions = {})
   const [httpPort, grpcPort, metricsPort, managementPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const args = [
     ...(options.inspect === true ? ['--inspect=127.0.0.1:0'] : []),
+    ...(options.nodeFlags ?? []),
     '--import',
     'tsx',
     'src/cli/main.ts',
@@ -100,6 +104,7 @@ export async function spawnServe(repository: string, options: SpawnOptions = {})
     httpUrl,
     httpPort,
     grpcPort,
+    metricsPort,
     managementPort,
     logs,
     exited,
