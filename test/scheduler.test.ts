@@ -191,6 +191,29 @@ describe('Scheduler', () => {
     await result;
   });
 
+  test('a sub-millisecond max_queue_delay is held for its own length, not rounded up to a timer millisecond', async () => {
+    const executedAt: number[] = [];
+    const instance: BackendInstance = {
+      index: 0,
+      execute(inputs) {
+        executedAt.push(performance.now());
+        return Promise.resolve({ outputs: [{ ...inputs[0]!, name: 'y' } as Tensor], timings: { inputNs: 0, inferNs: 1000, outputNs: 0 } });
+      },
+    };
+    const scheduler = makeScheduler(instance, { policy: { maxBatchSize: 4, preferredBatchSizes: [], maxQueueDelayMs: 0.5 } });
+    const waits: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      const started = performance.now();
+      await scheduler.schedule(request(i));
+      waits.push(executedAt.at(-1)! - started);
+    }
+    waits.sort((a, b) => a - b);
+    const median = waits[Math.floor(waits.length / 2)]!;
+    // Node's timers would hold each lone request for 1 ms or more (measured 1.1-1.2 ms).
+    assert.ok(waits[0]! >= 0.5, `a request ran after ${waits[0]} ms, before the 0.5 ms delay`);
+    assert.ok(median < 0.9, `median wait ${median.toFixed(3)} ms for a 0.5 ms delay; waits ${waits.map((w) => w.toFixed(2)).join(' ')}`);
+  });
+
   test('close() drains queued and running requests and refuses new ones; destroy() refuses the queue', async () => {
     const instance = new ManualInstance();
     const scheduler = makeScheduler(instance, { policy: { maxBatchSize: 1, preferredBatchSizes: [], maxQueueDelayMs: 0 } });

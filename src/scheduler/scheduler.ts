@@ -105,6 +105,7 @@ export class Scheduler {
   private holding: boolean;
   private pumping = false;
   private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeImmediate: NodeJS.Immediate | undefined;
   private closed = false;
   private drainWaiters: (() => void)[] = [];
 
@@ -221,12 +222,34 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Pump again once `ms` have passed. Node's timers count whole milliseconds (a 0.5 ms timer
+   * fires after 1 ms or more), so a timer covers the whole milliseconds and the rest is waited
+   * by turns of the event loop (setImmediate), each of which pumps and so re-reads the clock:
+   * a max_queue_delay of 500 us holds a lone request for 500 us, not 1.1 ms. Those turns keep the
+   * main thread busy for under a millisecond per partial batch, and only while nothing else is
+   * queued behind it in the loop.
+   */
   private wakeAfter(ms: number): void {
+    this.cancelWake();
+    if (ms >= 1) {
+      this.wakeTimer = setTimeout(() => {
+        this.wakeTimer = undefined;
+        this.pump();
+      }, Math.floor(ms));
+    } else {
+      this.wakeImmediate = setImmediate(() => {
+        this.wakeImmediate = undefined;
+        this.pump();
+      });
+    }
+  }
+
+  private cancelWake(): void {
     if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined;
-      this.pump();
-    }, Math.max(0, Math.ceil(ms)));
+    if (this.wakeImmediate !== undefined) clearImmediate(this.wakeImmediate);
+    this.wakeTimer = undefined;
+    this.wakeImmediate = undefined;
   }
 
   private dispatch(take: number): void {
@@ -342,10 +365,7 @@ export class Scheduler {
 
   private checkDrained(): void {
     if (this.queued !== 0 || this.running !== 0) return;
-    if (this.wakeTimer !== undefined) {
-      clearTimeout(this.wakeTimer);
-      this.wakeTimer = undefined;
-    }
+    this.cancelWake();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const resolve of waiters) resolve();
