@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { request } from 'undici';
-import { GROWING_FLAG, HeapHeadroom, PRETENURING_FLAG, SERVING_HEADROOM_BYTES, flagGiven, growingPercentFor, tuneHeapForServing } from '../src/server/v8-tuning.js';
+import { GROWING_FLAG, HeapHeadroom, PRETENURING_FLAG, SERVING_HEADROOM_BYTES, flagGiven, growingPercentFor, headroomFromEnvironment, tuneHeapForServing } from '../src/server/v8-tuning.js';
 import { spawnServe, type ServeChild } from './support/hostile-process.js';
 import { writeFakeModel } from './support/server.js';
 
@@ -24,11 +24,16 @@ test('the pretenuring flag counts as set in either form, on the command line or 
   assert.equal(flagGiven(GROWING_FLAG, ['--heap-growing-percentage=5'], ''), false);
 });
 
-test('a server tunes the heap unless the process chose for itself, flag by flag', () => {
-  assert.deepEqual(tuneHeapForServing([], ''), { pretenuringOff: true, headroom: true });
-  assert.deepEqual(tuneHeapForServing(['--allocation-site-pretenuring'], ''), { pretenuringOff: false, headroom: true });
-  assert.deepEqual(tuneHeapForServing([], '--allocation-site-pretenuring'), { pretenuringOff: false, headroom: true });
-  assert.deepEqual(tuneHeapForServing(['--heap-growing-percent=0'], ''), { pretenuringOff: true, headroom: false });
+test('a server tunes the heap unless the process chose for itself, flag by flag; the headroom only when asked for', () => {
+  const asked = { TESSERA_HEAP_HEADROOM_MB: '96' };
+  assert.deepEqual(tuneHeapForServing([], '', {}), { pretenuringOff: true, headroom: false });
+  assert.deepEqual(tuneHeapForServing([], '', asked), { pretenuringOff: true, headroom: true });
+  assert.deepEqual(tuneHeapForServing(['--allocation-site-pretenuring'], '', asked), { pretenuringOff: false, headroom: true });
+  assert.deepEqual(tuneHeapForServing([], '--allocation-site-pretenuring', {}), { pretenuringOff: false, headroom: false });
+  assert.deepEqual(tuneHeapForServing(['--heap-growing-percent=0'], '', asked), { pretenuringOff: true, headroom: false });
+  assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: '0' }), 0);
+  assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: 'lots' }), 0);
+  assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: '96' }), SERVING_HEADROOM_BYTES);
 });
 
 test('the growing percent puts the next mark-compact the headroom above the old generation, and leaves large heaps to V8', () => {
@@ -84,7 +89,7 @@ async function majorGcsUnderLoad(server: ServeChild, values: number, count: numb
   return (await majorGcs(server)) - before;
 }
 
-test('under 600 KB requests a serving process runs a fraction of the mark-compacts V8 would run by default', { timeout: 120_000 }, async (t) => {
+test('with TESSERA_HEAP_HEADROOM_MB, 600 KB requests set off a fraction of the mark-compacts V8 would run by default', { timeout: 120_000 }, async (t) => {
   const repository = await mkdtemp(join(tmpdir(), 'tessera-headroom-'));
   t.after(() => rm(repository, { recursive: true, force: true }));
   const values = 150_528; // a 224x224x3 image
@@ -94,8 +99,8 @@ test('under 600 KB requests a serving process runs a fraction of the mark-compac
     delay_ms: 50,
   }, 'max_batch_size: 16\ndynamic_batching: {}\n');
   const counts: Record<string, number> = {};
-  for (const [name, nodeFlags] of [['headroom', []], ['V8 default', ['--heap-growing-percent=0']]] as const) {
-    const server = await spawnServe(repository, { nodeFlags, args: ['--grpc', 'false', '--management', 'false'] });
+  for (const [name, env] of [['headroom', { TESSERA_HEAP_HEADROOM_MB: '96' }], ['V8 default', {}]] as const) {
+    const server = await spawnServe(repository, { env, args: ['--grpc', 'false', '--management', 'false'] });
     try {
       // The first requests compile the paths; the heap settles before the count.
       await majorGcsUnderLoad(server, values, 100, 16);
