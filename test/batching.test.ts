@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { request as undiciRequest } from 'undici';
 import { makeTempRepository, mlpBenchModel, resnet18Model, writeModel } from './support/fixtures.js';
-import { getJson, postJson, startTestServer, writeFakeModel } from './support/server.js';
+import { getJson, postJson, startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -69,7 +69,7 @@ describe('dynamic batching over HTTP', () => {
       const server = await startTestServer(t, repo, { delaySchedulerUntil: 3, queueFullStatus: status, retryAfterSeconds: 3 });
       const url = `${server.httpUrl}/v2/models/echo/infer`;
       const queued = [1, 2].map((v) => postJson(url, echoRequest(v)));
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await untilHeld(server, 'echo', 2);
       const started = performance.now();
       const refused = await postJson(url, echoRequest(3));
       const elapsed = performance.now() - started;
@@ -97,7 +97,7 @@ describe('dynamic batching over HTTP', () => {
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/slow/infer`;
     const first = postJson(url, echoRequest(1));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await untilHeld(server, 'slow', 1);
     const expired = await postJson(url, echoRequest(2, { timeout: 50_000 })); // 50 ms, in microseconds as Triton
     assert.equal(expired.status, 504);
     assert.match((expired.body as { error: string }).error, /timed out after 50 ms in the queue/);
@@ -114,10 +114,10 @@ describe('dynamic batching over HTTP', () => {
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/slow/infer`;
     const first = postJson(url, echoRequest(1));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await untilHeld(server, 'slow', 1);
     const controller = new AbortController();
     const abandoned = undiciRequest(url, { method: 'POST', body: JSON.stringify(echoRequest(2)), signal: controller.signal });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await untilHeld(server, 'slow', 2);
     controller.abort();
     await assert.rejects(abandoned);
     assert.equal((await first).status, 200);
@@ -146,7 +146,7 @@ describe('dynamic batching over HTTP', () => {
         finished.push(value);
       });
     const low = [send(1, 2), send(2, 2)];
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await untilHeld(server, 'echo', 2);
     const high = [send(8, 1), send(9, 1)];
     await Promise.all([...low, ...high]);
     assert.deepEqual(finished.slice(0, 2).sort(), [8, 9], `completion order ${finished.join(',')}`);

@@ -29,7 +29,7 @@ import {
   type InferResponse,
   type StreamInferResponse,
 } from './support/grpc-client.js';
-import { fakeModelJson, getJson, postJson, startTestServer } from './support/server.js';
+import { fakeModelJson, getJson, postJson, startTestServer, untilHeld } from './support/server.js';
 
 const weights = defaultMlpWeights();
 /** Two rows of MLP input. */
@@ -562,7 +562,7 @@ describe('gRPC inference service', () => {
       const before = await executions();
       // Occupies the one instance for SLOW_MS; everything sent meanwhile queues.
       const running = client.call<InferResponse>('ModelInfer', slowRequest('running'));
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await untilHeld(server, 'slow', 1);
 
       const timedOut = grpcError(client.call('ModelInfer', slowRequest('timeout', { parameters: { timeout: { int64_param: 50_000 } } })));
       const deadline = grpcError(client.call('ModelInfer', slowRequest('deadline'), { deadline: Date.now() + 80 }));
@@ -624,15 +624,22 @@ describe('gRPC inference service', () => {
       try {
         const watch = extraClient.healthWatch('');
         const statuses: string[] = [];
+        let firstStatus: () => void = () => undefined;
+        const watching = new Promise<void>((resolve) => (firstStatus = resolve));
         const watchEnded = new Promise<void>((resolve, reject) => {
-          watch.on('data', (response: { status: string }) => statuses.push(response.status));
+          watch.on('data', (response: { status: string }) => {
+            statuses.push(response.status);
+            firstStatus();
+          });
           watch.on('end', resolve);
           watch.on('error', reject);
         });
         const call = extraClient.stream();
         const result = collect(call);
-        call.write({ ...mlpRequest('in-flight') });
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        // The slow model keeps the request running while close() starts; wait until it is.
+        call.write({ model_name: 'slow', id: 'in-flight', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] });
+        await watching;
+        await untilHeld(server, 'slow', 1);
         assert.deepEqual(statuses, ['SERVING']);
         const closing = extra.close();
         assert.equal(extra.close(), closing);

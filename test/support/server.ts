@@ -16,6 +16,20 @@ export async function startTestServer(t: TestContext | undefined, repository: st
   return server;
 }
 
+/**
+ * Resolve once `model` holds at least `count` requests (queued or running). Tests that need one
+ * request to be inside the server before they send the next wait on this, not on a sleep that a
+ * busy machine can outlast.
+ */
+export async function untilHeld(server: TesseraServer, model: string, count: number, timeoutMs = 10_000): Promise<void> {
+  const held = (): number => server.engine.describeModels(model)[0]!.versions.reduce((sum, v) => sum + v.inFlight + v.queueDepth, 0);
+  const deadline = Date.now() + timeoutMs;
+  while (held() < count) {
+    if (Date.now() > deadline) throw new Error(`model '${model}' held ${held()} requests after ${timeoutMs} ms, expected ${count}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
 /** POST JSON and return status, headers and parsed body. */
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: unknown }> {
   const response = await fetch(url, {
