@@ -24,16 +24,20 @@ test('the pretenuring flag counts as set in either form, on the command line or 
   assert.equal(flagGiven(GROWING_FLAG, ['--heap-growing-percentage=5'], ''), false);
 });
 
-test('a server tunes the heap unless the process chose for itself, flag by flag; the headroom only when asked for', () => {
-  const asked = { TESSERA_HEAP_HEADROOM_MB: '96' };
-  assert.deepEqual(tuneHeapForServing([], '', {}), { pretenuringOff: true, headroom: false });
-  assert.deepEqual(tuneHeapForServing([], '', asked), { pretenuringOff: true, headroom: true });
-  assert.deepEqual(tuneHeapForServing(['--allocation-site-pretenuring'], '', asked), { pretenuringOff: false, headroom: true });
-  assert.deepEqual(tuneHeapForServing([], '--allocation-site-pretenuring', {}), { pretenuringOff: false, headroom: false });
-  assert.deepEqual(tuneHeapForServing(['--heap-growing-percent=0'], '', asked), { pretenuringOff: true, headroom: false });
+test('a server tunes the heap unless the process chose for itself, flag by flag; the headroom unless turned off', () => {
+  const off = { TESSERA_HEAP_HEADROOM_MB: '0' };
+  assert.deepEqual(tuneHeapForServing([], '', {}), { pretenuringOff: true, headroom: true });
+  assert.deepEqual(tuneHeapForServing([], '', off), { pretenuringOff: true, headroom: false });
+  assert.deepEqual(tuneHeapForServing(['--allocation-site-pretenuring'], '', {}), { pretenuringOff: false, headroom: true });
+  assert.deepEqual(tuneHeapForServing([], '--allocation-site-pretenuring', off), { pretenuringOff: false, headroom: false });
+  assert.deepEqual(tuneHeapForServing(['--heap-growing-percent=0'], '', {}), { pretenuringOff: true, headroom: false });
+  assert.deepEqual(tuneHeapForServing([], '--heap_growing_percent=50', {}), { pretenuringOff: true, headroom: false });
+  assert.equal(headroomFromEnvironment({}), SERVING_HEADROOM_BYTES);
+  assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: '' }), SERVING_HEADROOM_BYTES);
   assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: '0' }), 0);
-  assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: 'lots' }), 0);
-  assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: '96' }), SERVING_HEADROOM_BYTES);
+  assert.equal(headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: '48' }), 48 * MB);
+  assert.throws(() => headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: 'lots' }), /TESSERA_HEAP_HEADROOM_MB: expected a number of megabytes \(0 turns the headroom off\), got 'lots'/);
+  assert.throws(() => headroomFromEnvironment({ TESSERA_HEAP_HEADROOM_MB: '-5' }), /got '-5'/);
 });
 
 test('the growing percent puts the next mark-compact the headroom above the old generation, and leaves large heaps to V8', () => {
@@ -89,7 +93,7 @@ async function majorGcsUnderLoad(server: ServeChild, values: number, count: numb
   return (await majorGcs(server)) - before;
 }
 
-test('with TESSERA_HEAP_HEADROOM_MB, 600 KB requests set off a fraction of the mark-compacts V8 would run by default', { timeout: 120_000 }, async (t) => {
+test('with the headroom (the default), 600 KB requests set off a fraction of the mark-compacts V8 would run by default', { timeout: 120_000 }, async (t) => {
   const repository = await mkdtemp(join(tmpdir(), 'tessera-headroom-'));
   t.after(() => rm(repository, { recursive: true, force: true }));
   const values = 150_528; // a 224x224x3 image
@@ -99,7 +103,7 @@ test('with TESSERA_HEAP_HEADROOM_MB, 600 KB requests set off a fraction of the m
     delay_ms: 50,
   }, 'max_batch_size: 16\ndynamic_batching: {}\n');
   const counts: Record<string, number> = {};
-  for (const [name, env] of [['headroom', { TESSERA_HEAP_HEADROOM_MB: '96' }], ['V8 default', {}]] as const) {
+  for (const [name, env] of [['headroom', {}], ['V8 default', { TESSERA_HEAP_HEADROOM_MB: '0' }]] as const) {
     const server = await spawnServe(repository, { env, args: ['--grpc', 'false', '--management', 'false'] });
     try {
       // The first requests compile the paths; the heap settles before the count.
