@@ -29,6 +29,7 @@ import { pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { buildServerScripts } from './lib/build.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
+import { BracketedRaw, median } from './lib/bracketed-raw.js';
 import { runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
 import { checkGrpcInfer, grpcClosedLoop, grpcInferBodies } from './lib/grpc-loadgen.js';
 import type { RawBatchResult } from './lib/ipc.js';
@@ -67,6 +68,8 @@ export interface ProtocolCell {
   readonly requestBytes: number;
   /** What the pre-cell check found in the answer. */
   readonly answer: string;
+  /** ResNet: raw items/s measured around this cell's round (see bracketed-raw.ts). */
+  readonly rawItemsPerSecond?: number;
 }
 
 export interface ProtocolRaw {
@@ -81,6 +84,8 @@ export interface ProtocolsResult {
   readonly channels: number;
   readonly raw: readonly ProtocolRaw[];
   readonly cells: readonly ProtocolCell[];
+  /** ResNet: raw items/s at the best batch size, measured before the first round and after each round. */
+  readonly rawMarks: readonly number[];
   readonly configs: Readonly<Record<string, BenchModelConfig>>;
   readonly timing: Readonly<Record<string, { readonly warmupMs: number; readonly durationMs: number }>>;
 }
@@ -162,6 +167,7 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
   const retries = options.retries ?? { remaining: 3 };
   const raw: ProtocolRaw[] = [];
   const cells: ProtocolCell[] = [];
+  let bracket: BracketedRaw | undefined;
   const configs: Record<string, BenchModelConfig> = {};
   const timings: Record<string, { warmupMs: number; durationMs: number }> = {};
   for (const key of options.models ?? PROTOCOLS.models) {
@@ -170,6 +176,7 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
       const figures = await runRaw(model, quick);
       raw.push(figures);
       log(`  raw ${key} (server default options, intra ${figures.intraOpThreads}): ` + figures.results.map((r) => `b${r.batchSize} ${ms(r.medianMs)} ms ${rate(r.itemsPerSecond)}/s`).join(', '));
+      bracket = BracketedRaw.forModel(model, figures.best.batchSize, quick);
     }
     const config = serverModelConfig(model, true, options.delayUs ?? PROTOCOLS.delayUs);
     configs[`${key} tessera-batch`] = config;
@@ -183,7 +190,15 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
       const order = options.protocols ?? PROTOCOLS.protocols;
       const rounds = key === 'resnet' ? (options.rounds ?? (quick ? 1 : PROTOCOLS.resnetRounds)) : 1;
       const plan = Array.from({ length: rounds }, (_, r) => order.map((_, i) => ({ round: r + 1, protocol: order[(i + r) % order.length]! }))).flat();
-      for (const { round, protocol } of plan) {
+      const roundBracket = key === 'resnet' ? bracket : undefined;
+      const markRaw = async (when: string): Promise<void> => {
+        if (roundBracket === undefined) return;
+        const value = await roundBracket.mark();
+        log(`    raw ${key} b${raw.at(-1)!.best.batchSize} ${when}: ${rate(value)} items/s`);
+      };
+      const modelCells: ProtocolCell[] = [];
+      await markRaw('before round 1');
+      for (const [index, { round, protocol }] of plan.entries()) {
         let cell: CellResult;
         let answer: string;
         let requestBytes: number;
@@ -205,19 +220,21 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
           answer = await checkHttp(server, model, bodies[0]!, { 'content-type': 'application/json' }, false);
           cell = await runCell({ ...base, bodies });
         }
-        cells.push({ model: key, protocol, cell, requestBytes, answer, round });
+        modelCells.push({ model: key, protocol, cell, requestBytes, answer, round });
         log(
           `    ${key} ${protocol}${rounds > 1 ? ` round ${round}` : ''} c${concurrency} (${requestBytes} bytes; ${answer}): ${rate(cell.itemsPerSecond)} items/s  p50 ${ms(cell.latency.p50)}  p99 ${ms(cell.latency.p99)} ms` +
             `  batch ${fmt(cell.batch?.meanBatch ?? Number.NaN)}  errors ${cell.errors}  main ${fmt(cell.mainCpuMsPerRequest, 3)} ms/req` +
             `  srv CPU ${fmt(cell.serverCpu.totalPct, 0)}% (main ${fmt(cell.serverCpu.mainPct, 0)}%)  gen CPU ${fmt(cell.generatorCpuPct, 0)}%  foreign ${fmt(cell.foreignCpuPct, 0)}%` +
             (cell.attempts > 1 ? ` (attempt ${cell.attempts})` : ''),
         );
+        if (plan[index + 1]?.round !== round) await markRaw(`after round ${round}`);
       }
+      cells.push(...modelCells.map((c) => (roundBracket === undefined ? c : { ...c, rawItemsPerSecond: roundBracket.forRound(c.round) })));
     } finally {
       await server.stop();
     }
   }
-  return { concurrency, channels, raw, cells, configs, timing: timings };
+  return { concurrency, channels, raw, cells, rawMarks: bracket?.measurements ?? [], configs, timing: timings };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,7 +251,7 @@ export function protocolsTable(result: ProtocolsResult): Table {
       'model', 'protocol', 'round', 'conc', 'request bytes', 'items/s', 'x raw', 'p50 ms', 'p99 ms', 'errors', 'mean batch', 'queue ms', 'infer ms/batch',
       'srv CPU %', 'main %', 'main ms/req', 'req/srv CPU-s', 'gen CPU %', 'foreign %',
     ],
-    rows: [...result.cells].sort((a, b) => PROTOCOLS.models.indexOf(a.model) - PROTOCOLS.models.indexOf(b.model) || PROTOCOLS.protocols.indexOf(a.protocol) - PROTOCOLS.protocols.indexOf(b.protocol) || a.round - b.round).map(({ model, protocol, cell, requestBytes, round }) => {
+    rows: [...result.cells].sort((a, b) => PROTOCOLS.models.indexOf(a.model) - PROTOCOLS.models.indexOf(b.model) || PROTOCOLS.protocols.indexOf(a.protocol) - PROTOCOLS.protocols.indexOf(b.protocol) || a.round - b.round).map(({ model, protocol, cell, requestBytes, round, rawItemsPerSecond }) => {
       const raw = result.raw.find((r) => r.model === model);
       const median = medianCell(result, model, protocol);
       return [
@@ -244,7 +261,7 @@ export function protocolsTable(result: ProtocolsResult): Table {
         String(cell.concurrency),
         String(requestBytes),
         rate(cell.itemsPerSecond),
-        raw === undefined ? '-' : fmt(cell.itemsPerSecond / raw.best.itemsPerSecond, 2),
+        raw === undefined ? '-' : fmt(cell.itemsPerSecond / (rawItemsPerSecond ?? raw.best.itemsPerSecond), 2),
         ms(cell.latency.p50),
         ms(cell.latency.p99),
         errorsText(cell),
@@ -295,26 +312,26 @@ export function protocolRatios(result: ProtocolsResult): Ratio[] {
   const ratios: Ratio[] = [];
   const c = result.concurrency;
   const find = (model: ProtocolModel, protocol: Protocol): CellResult | undefined => medianCell(result, model, protocol);
-  const roundsOf = (model: ProtocolModel, protocol: Protocol): string => {
-    const all = result.cells.filter((p) => p.model === model && p.protocol === protocol);
-    return all.length < 2 ? '' : `; median of ${all.length} rounds: ${all.map((p) => rate(p.cell.itemsPerSecond)).join(', ')} items/s`;
-  };
   const raw = result.raw.find((r) => r.model === 'resnet');
   const json = find('resnet', 'v2-json');
   if (raw !== undefined) {
     for (const protocol of PROTOCOLS.protocols) {
+      const rounds = result.cells.filter((p) => p.model === 'resnet' && p.protocol === protocol);
       const cell = find('resnet', protocol);
       if (cell === undefined) continue;
-      const value = cell.itemsPerSecond / raw.best.itemsPerSecond;
+      const roundRatios = rounds.map((p) => p.cell.itemsPerSecond / (p.rawItemsPerSecond ?? raw.best.itemsPerSecond));
+      const value = median(roundRatios);
       const targeted = protocol !== 'v2-json';
       ratios.push({
-        name: `ResNet c${c} ${LABEL[protocol]}: server items/s / raw best items/s`,
+        name: `ResNet c${c} ${LABEL[protocol]}: server items/s / raw items/s`,
         value: fmt(value, 2),
         target: targeted ? `>= ${PROTOCOLS.target}` : '(reference)',
         met: targeted ? value >= PROTOCOLS.target : undefined,
         detail:
-          `server ${rate(cell.itemsPerSecond)}/s (p50 ${ms(cell.latency.p50)} / p99 ${ms(cell.latency.p99)} ms, mean batch ${fmt(cell.batch?.meanBatch ?? Number.NaN)}, ` +
-          `${errorsText(cell)} errors) vs raw ${rate(raw.best.itemsPerSecond)}/s at batch ${raw.best.batchSize} (server default session options, best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')})${roundsOf('resnet', protocol)}`,
+          `median of ${rounds.length} round${rounds.length === 1 ? '' : 's'}: ` +
+          rounds.map((p, i) => `${rate(p.cell.itemsPerSecond)}/s vs raw ${rate(p.rawItemsPerSecond ?? raw.best.itemsPerSecond)}/s = ${fmt(roundRatios[i]!, 2)}`).join('; ') +
+          ` (raw: batch ${raw.best.batchSize}, the best of ${PROTOCOLS.rawBatchSizes.join(', ')}, server default session options, measured before the first round and after each, a round taking the mean of its two); ` +
+          `median cell p50 ${ms(cell.latency.p50)} / p99 ${ms(cell.latency.p99)} ms, mean batch ${fmt(cell.batch?.meanBatch ?? Number.NaN)}, ${errorsText(cell)} errors`,
       });
     }
   }
@@ -358,12 +375,12 @@ export function describeProtocols(result: ProtocolsResult): string[] {
     `One Tessera server per model (\`tessera-batch\` configuration: ${Object.entries(result.configs)
       .map(([name, config]) => `${name} \`${JSON.stringify(config)}\``)
       .join('; ')}), driven closed-loop at concurrency ${result.concurrency} over each protocol in turn; ${timing}.` +
-      (resnetRounds > 1 ? ` The ResNet cells run in ${resnetRounds} rounds, the protocols' order rotated each round; the ratios take each protocol's median round, marked (median) in the table.` : ''),
+      (resnetRounds > 1 ? ` The ResNet cells run in ${resnetRounds} rounds, the protocols' order rotated each round, with raw onnxruntime measured before the first round and after each (${result.rawMarks.map((v) => rate(v)).join(', ')} items/s): each round's ratio is against the mean of the raw figures either side of it, and a protocol's ratio is the median of its rounds' ratios. (median) in the table marks the round with the median items/s, whose CPU figures the comparisons use.` : ''),
     'v2-json: V2 REST with JSON `data` (4-decimal values), JSON outputs. v2-binary: V2 REST binary tensor extension (JSON header with `binary_data_size` + raw float32, ' +
       '`Inference-Header-Content-Length`), `binary_data_output: true`. ' +
       `v2-grpc: ModelInfer with \`raw_input_contents\`, outputs in \`raw_output_contents\`; @grpc/grpc-js, ${result.channels} channel${result.channels === 1 ? '' : 's'} (HTTP/2 connection${result.channels === 1 ? '' : 's'}) shared by the ${result.concurrency} workers, requests serialized once.`,
     'Before each cell one request is sent and its answer decoded: ' + result.cells.filter((p) => p.round === 1).map((p) => `${p.model} ${p.protocol}: ${p.answer}`).join('; ') + '.',
-    `x raw = server items/s / raw best items/s (server default session options, batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')}: a closed loop of ${result.concurrency} single-item requests cannot form larger batches). ` +
+    `x raw = server items/s / raw items/s of the cell's round (server default session options, at the best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')}: a closed loop of ${result.concurrency} single-item requests cannot form larger batches). ` +
       'main ms/req = CPU of the server\'s main (event-loop) thread per answered request, from /proc/<pid>/task/<pid>/schedstat.',
   ];
 }

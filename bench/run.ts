@@ -31,6 +31,7 @@ import { binaryRequestBodies, requestBodies } from './lib/payloads.js';
 import { fmt, mb, ms, rate } from './lib/stats.js';
 import { ratioTable, renderConsole, renderMarkdown, type Ratio, type Table } from './lib/table.js';
 import { describeOverload, OVERLOAD, runOverload, type OverloadResult } from './overload.js';
+import { BracketedRaw, median } from './lib/bracketed-raw.js';
 import { describeProtocols, PROTOCOLS, protocolRatios, protocolsRawTable, protocolsTable, runProtocols, type ProtocolsResult } from './protocols.js';
 
 const BENCH_DIR = join(REPO_ROOT, 'bench');
@@ -389,12 +390,70 @@ function exampleRatios(cells: readonly CellResult[], raw: readonly RawFigures[])
   return ratios;
 }
 
-function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[], overload: OverloadResult | undefined, protocols: ProtocolsResult | undefined): Ratio[] {
+/** The ResNet c32 target's rounds: each server cell with the raw figure measured around it. */
+interface PairedRound {
+  readonly round: number;
+  readonly cell: CellResult;
+  readonly rawItemsPerSecond: number;
+}
+
+/** Rounds of the ResNet c32 cell taken for the issue's ratio (3; 1 with --quick). */
+const PAIRED_ROUNDS = 3;
+
+/**
+ * The ResNet c32 target, measured so that machine drift cannot decide it: a fresh
+ * `tessera-batch` server runs the c32 cell in rounds, with raw onnxruntime (at the batch size
+ * the raw sweep found best) measured before the first round and after each (bench/lib/bracketed-raw.ts).
+ */
+async function runResnetPaired(files: ModelFiles, model: BenchModel, config: BenchModelConfig, rawBatchSize: number, flags: Flags): Promise<PairedRound[]> {
+  const bracket = BracketedRaw.forModel(model, rawBatchSize, flags.quick);
+  const server = await startServerProcess('server-child.ts', { repository: await files.repository(model.name, model.file, config), server: {} });
+  const rounds = flags.quick ? 1 : PAIRED_ROUNDS;
+  const cells: CellResult[] = [];
+  try {
+    log(`  resnet c32 rounds against raw b${rawBatchSize}: server started in ${(server.startMs / 1000).toFixed(1)} s (pid ${server.pid})`);
+    log(`    raw b${rawBatchSize} before round 1: ${rate(await bracket.mark())} items/s`);
+    for (let round = 1; round <= rounds; round++) {
+      const cell = await runCell({ server, serverLabel: 'tessera-batch', model, hasStats: true, bodies: requestBodies(model), concurrency: 32, timing: timingFor(model, flags.quick, 32) });
+      cells.push(cell);
+      logCell(cell, ` round ${round}`);
+      log(`    raw b${rawBatchSize} after round ${round}: ${rate(await bracket.mark())} items/s`);
+    }
+  } finally {
+    await server.stop();
+  }
+  return cells.map((cell, i) => ({ round: i + 1, cell, rawItemsPerSecond: bracket.forRound(i + 1) }));
+}
+
+function computeRatios(
+  cells: readonly CellResult[],
+  raw: readonly RawFigures[],
+  overload: OverloadResult | undefined,
+  protocols: ProtocolsResult | undefined,
+  paired: readonly PairedRound[],
+): Ratio[] {
   const ratios: Ratio[] = [];
   const resnetRaw = raw.find((r) => r.model === 'resnet' && !r.spinning);
   const resnetRawSpin = raw.find((r) => r.model === 'resnet' && r.spinning);
   const resnet32 = findCell(cells, 'resnet', 'tessera-batch', 32);
-  if (resnetRaw !== undefined && resnet32 !== undefined) {
+  if (paired.length > 0) {
+    const roundRatios = paired.map((p) => p.cell.itemsPerSecond / p.rawItemsPerSecond);
+    const value = median(roundRatios);
+    const worstP99 = Math.max(...paired.map((p) => p.cell.latency.p99));
+    ratios.push({
+      name: 'ResNet c32: server items/s / raw items/s',
+      value: fmt(value, 2),
+      target: '>= 0.75, p99 < 2 s',
+      met: value >= 0.75 && worstP99 < 2000,
+      detail:
+        `median of ${paired.length} round${paired.length === 1 ? '' : 's'}: ` +
+        paired.map((p, i) => `${rate(p.cell.itemsPerSecond)}/s (p99 ${ms(p.cell.latency.p99)} ms, mean batch ${fmt(p.cell.batch?.meanBatch ?? Number.NaN)}) vs raw ${rate(p.rawItemsPerSecond)}/s = ${fmt(roundRatios[i]!, 2)}`).join('; ') +
+        `; raw at batch ${resnetRaw?.best.batchSize ?? '?'} (the raw sweep's best, server default options), measured before the first round and after each, a round taking the mean of its two` +
+        (resnet32 !== undefined && resnetRaw !== undefined
+          ? `; the matrix's c32 cell: ${rate(resnet32.itemsPerSecond)}/s against the sweep's ${rate(resnetRaw.best.itemsPerSecond)}/s, best raw with any spinning setting ${rate(Math.max(resnetRaw.best.itemsPerSecond, resnetRawSpin?.best.itemsPerSecond ?? 0))}/s`
+          : ''),
+    });
+  } else if (resnetRaw !== undefined && resnet32 !== undefined) {
     const value = resnet32.itemsPerSecond / resnetRaw.best.itemsPerSecond;
     const p99Ok = resnet32.latency.p99 < 2000;
     const bestAny = Math.max(resnetRaw.best.itemsPerSecond, resnetRawSpin?.best.itemsPerSecond ?? 0);
@@ -404,7 +463,7 @@ function computeRatios(cells: readonly CellResult[], raw: readonly RawFigures[],
       target: '>= 0.75, p99 < 2 s',
       met: value >= 0.75 && p99Ok,
       detail:
-        `server ${rate(resnet32.itemsPerSecond)}/s (p99 ${ms(resnet32.latency.p99)} ms, mean batch ${fmt(resnet32.batch?.meanBatch ?? Number.NaN)}) vs raw ` +
+        `one cell (no paired rounds in this run): server ${rate(resnet32.itemsPerSecond)}/s (p99 ${ms(resnet32.latency.p99)} ms, mean batch ${fmt(resnet32.batch?.meanBatch ?? Number.NaN)}) vs raw ` +
         `${rate(resnetRaw.best.itemsPerSecond)}/s at batch ${resnetRaw.best.batchSize} (server default options); ` +
         `vs best raw with any spinning setting (${rate(bestAny)}/s): ${fmt(resnet32.itemsPerSecond / bestAny, 2)}`,
     });
@@ -718,6 +777,7 @@ async function main(): Promise<void> {
     const raw: RawFigures[] = [];
     const micro: MicroResult[] = [];
     const cells: CellResult[] = [];
+    const paired: PairedRound[] = [];
     const configs: Record<string, BenchModelConfig> = {};
     if (!flags.skip.has('raw')) {
       log('raw onnxruntime baseline');
@@ -747,6 +807,10 @@ async function main(): Promise<void> {
       if (!flags.skip.has('tutorial')) variants.push({ label: 'tutorial' });
       for (const variant of variants) if (variant.config !== undefined) configs[`${model.key} ${variant.label}`] = variant.config;
       cells.push(...(await runServerCells(files, model, variants, flags)));
+      const resnetRaw = raw.find((r) => r.model === 'resnet' && !r.spinning);
+      if (model.key === 'resnet' && flags.concurrencies.includes(32) && resnetRaw !== undefined) {
+        paired.push(...(await runResnetPaired(files, model, variants[0]!.config!, resnetRaw.best.batchSize, flags)));
+      }
     }
     let protocols: ProtocolsResult | undefined;
     if (runProtocolsPart) {
@@ -760,7 +824,7 @@ async function main(): Promise<void> {
       for (const line of describeOverload(overload)) log(`  ${line}`);
     }
 
-    const ratios = computeRatios(cells, raw, overload, protocols);
+    const ratios = computeRatios(cells, raw, overload, protocols, paired);
     const report: Report = {
       info,
       command,

@@ -1,0 +1,58 @@
+/**
+ * Raw onnxruntime throughput measured around each round of server cells, so that every round's
+ * ratio compares the server with raw figures taken in the same minutes.
+ *
+ * On a shared 2-core machine the speed of the same work drifts by 10-15% over minutes (other
+ * tenants, frequency), as much as the margins the targets ask about. A raw figure measured once
+ * before a quarter of an hour of server cells compares the server with a machine that is no
+ * longer there. Here the raw loop runs (at one batch size) before the first round and after
+ * every round; a round's raw figure is the mean of the measurements either side of it, and
+ * its ratio is the server's items/s over that. The verdict is the median of the rounds' ratios.
+ */
+import { runRawBaseline } from './children.js';
+
+export interface RawModel {
+  readonly key: string;
+  readonly file: string;
+  readonly input: string;
+  readonly itemShape: readonly number[];
+}
+
+export class BracketedRaw {
+  private readonly marks: number[] = [];
+
+  constructor(private readonly measure: () => Promise<number>) {}
+
+  /** Raw items/s of `model` at `batchSize` with the server's default session options. */
+  static forModel(model: RawModel, batchSize: number, quick: boolean): BracketedRaw {
+    return new BracketedRaw(async () => (await runRawBaseline(model, [batchSize], {}, quick)).best.itemsPerSecond);
+  }
+
+  /** Measure now (before the first round and after each round); returns the figure. */
+  async mark(): Promise<number> {
+    const value = await this.measure();
+    this.marks.push(value);
+    return value;
+  }
+
+  /** Every measurement so far, in order. */
+  get measurements(): readonly number[] {
+    return this.marks;
+  }
+
+  /** Raw items/s for 1-based `round`: the mean of the marks before and after it (the one before, if no mark follows yet). */
+  forRound(round: number): number {
+    const before = this.marks[round - 1];
+    if (before === undefined) throw new Error(`no raw measurement before round ${round}`);
+    const after = this.marks[round];
+    return after === undefined ? before : (before + after) / 2;
+  }
+}
+
+/** Median (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
