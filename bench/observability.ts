@@ -47,7 +47,7 @@ import { startServerProcess, useCompiledServers, type ServerProcess } from './li
 import { closedLoop } from './lib/loadgen.js';
 import { prepareModels, serverModelConfig, type BenchModelConfig, type ModelFiles } from './lib/models.js';
 import { requestBodies } from './lib/payloads.js';
-import { fmt, ms, rate } from './lib/stats.js';
+import { fmt, median, ms, rate } from './lib/stats.js';
 import { renderConsole, type Table } from './lib/table.js';
 
 export type Variant = 'off' | 'on';
@@ -186,13 +186,6 @@ async function getText(url: string): Promise<{ status: number; text: string }> {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function median(values: readonly number[]): number {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function summarizeVariant(cells: readonly ObservabilityCell[]): VariantSummary {
   const rps = cells.map((c) => c.cell.requestsPerSecond);

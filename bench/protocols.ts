@@ -29,13 +29,13 @@ import { pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { buildServerScripts } from './lib/build.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
-import { BracketedRaw, median } from './lib/bracketed-raw.js';
+import { BracketedRaw } from './lib/bracketed-raw.js';
 import { runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
 import { checkGrpcInfer, grpcClosedLoop, grpcInferBodies } from './lib/grpc-loadgen.js';
 import type { RawBatchResult } from './lib/ipc.js';
 import { prepareModels, serverModelConfig, type BenchModel, type BenchModelConfig, type ModelFiles } from './lib/models.js';
 import { binaryRequestBodies, requestBodies } from './lib/payloads.js';
-import { fmt, ms, rate } from './lib/stats.js';
+import { fmt, median, ms, rate } from './lib/stats.js';
 import { ratioTable, renderConsole, type Ratio, type Table } from './lib/table.js';
 
 export type ProtocolModel = 'resnet' | 'mlp';

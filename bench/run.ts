@@ -28,10 +28,10 @@ import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { measureMicro, type MicroResult } from './lib/micro.js';
 import { MODEL_KEYS, prepareModels, REPO_ROOT, serverModelConfig, type BenchModel, type BenchModelConfig, type ModelFiles, type ModelKey } from './lib/models.js';
 import { binaryRequestBodies, requestBodies } from './lib/payloads.js';
-import { fmt, mb, ms, rate } from './lib/stats.js';
+import { fmt, mb, median, ms, rate } from './lib/stats.js';
 import { ratioTable, renderConsole, renderMarkdown, type Ratio, type Table } from './lib/table.js';
 import { describeOverload, OVERLOAD, runOverload, type OverloadResult } from './overload.js';
-import { BracketedRaw, median } from './lib/bracketed-raw.js';
+import { BracketedRaw } from './lib/bracketed-raw.js';
 import { describeProtocols, PROTOCOLS, protocolRatios, protocolsRawTable, protocolsTable, runProtocols, type ProtocolsResult } from './protocols.js';
 
 const BENCH_DIR = join(REPO_ROOT, 'bench');

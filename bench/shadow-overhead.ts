@@ -19,7 +19,7 @@ import { mlpBenchModel, mlpModel, seededMlpWeights } from '../test/support/fixtu
 import { startServerProcess, type ServerProcess } from './lib/children.js';
 import { closedLoop, type ClosedLoopResult } from './lib/loadgen.js';
 import { seededRandom } from './lib/payloads.js';
-import { fmt } from './lib/stats.js';
+import { fmt, median } from './lib/stats.js';
 
 interface Options {
   readonly rounds: number;
@@ -81,12 +81,6 @@ async function shadowCounters(server: ServerProcess): Promise<{ success: number;
   const count = (outcome: string): number => Number(new RegExp(`tessera_shadow_requests_total\\{model="mlp",version="2",outcome="${outcome}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
   const agreement = /tessera_shadow_agreement_ratio\{model="mlp",version="2"\} ([\d.e-]+)/.exec(text)?.[1];
   return { success: count('success'), error: count('error'), dropped: count('dropped'), agreement: agreement === undefined ? undefined : Number(agreement) };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function main(): Promise<void> {
