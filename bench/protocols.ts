@@ -7,7 +7,9 @@
  *               (`Inference-Header-Content-Length`, `binary_data_size`), binary outputs
  *               requested (`binary_data_output`)
  *   v2-grpc     KServe V2 gRPC, ModelInfer with the tensor in `raw_input_contents`
- *               (outputs in `raw_output_contents`), one grpc-js channel
+ *               (outputs in `raw_output_contents`), one HTTP/2 channel; the generator
+ *               writes gRPC's wire format on Node's HTTP/2 client (`--grpc-client grpc-js`
+ *               drives it through @grpc/grpc-js instead)
  *
  * against raw in-process onnxruntime-node (raw-child.ts, the server's default session options,
  * best items/s over the batch sizes a closed loop of 16 can form: 1, 8, 16). Target for the
@@ -20,7 +22,7 @@
  * request is sent and its answer decoded, so a protocol that answers something else (an
  * error, JSON instead of binary outputs) stops the run instead of being measured.
  *
- * Run alone:  node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-binary,...] [--rounds N] [--channels N] [--delay US] [--tsx]
+ * Run alone:  node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-binary,...] [--rounds N] [--channels N] [--grpc-client h2|grpc-js] [--delay US] [--tsx]
  *             (npm run bench:protocols -- --quick)
  * `npm run bench` runs it as its `protocols` part and puts the section in RESULTS.md.
  */
@@ -31,7 +33,7 @@ import { buildServerScripts } from './lib/build.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
 import { BracketedRaw } from './lib/bracketed-raw.js';
 import { runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
-import { checkGrpcInfer, grpcClosedLoop, grpcInferBodies } from './lib/grpc-loadgen.js';
+import { checkGrpcInfer, grpcClosedLoop, grpcInferBodies, type GrpcClient } from './lib/grpc-loadgen.js';
 import type { RawBatchResult } from './lib/ipc.js';
 import { prepareModels, serverModelConfig, type BenchModel, type BenchModelConfig, type ModelFiles } from './lib/models.js';
 import { binaryRequestBodies, requestBodies } from './lib/payloads.js';
@@ -82,6 +84,7 @@ export interface ProtocolRaw {
 export interface ProtocolsResult {
   readonly concurrency: number;
   readonly channels: number;
+  readonly grpcClient: GrpcClient;
   readonly raw: readonly ProtocolRaw[];
   readonly cells: readonly ProtocolCell[];
   /** ResNet: raw items/s at the best batch size, measured before the first round and after each round. */
@@ -96,6 +99,8 @@ export interface ProtocolsOptions {
   readonly models?: readonly ProtocolModel[];
   /** gRPC channels the generator opens (default 1: every call multiplexed on one connection). */
   readonly channels?: number;
+  /** The gRPC generator's client (default 'h2', see grpc-loadgen.ts). */
+  readonly grpcClient?: GrpcClient;
   readonly delayUs?: number;
   /** The protocols to drive, in order (default: all three). */
   readonly protocols?: readonly Protocol[];
@@ -164,6 +169,7 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
   const { log, quick } = options;
   const concurrency = PROTOCOLS.concurrency;
   const channels = options.channels ?? 1;
+  const grpcClient = options.grpcClient ?? 'h2';
   const retries = options.retries ?? { remaining: 3 };
   const raw: ProtocolRaw[] = [];
   const cells: ProtocolCell[] = [];
@@ -207,7 +213,7 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
           const bodies = grpcInferBodies(model);
           requestBytes = bodies[0]!.length;
           answer = await checkGrpc(address, model, bodies[0]!);
-          cell = await runCell({ ...base, bodies, drive: (loop) => grpcClosedLoop({ ...loop, address, bodies, channels }) });
+          cell = await runCell({ ...base, bodies, drive: (loop) => grpcClosedLoop({ ...loop, address, bodies, channels, client: grpcClient }) });
         } else if (protocol === 'v2-binary') {
           const binary = binaryRequestBodies(model, 1, 4, true);
           const headers = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(binary.headerLength) };
@@ -234,7 +240,7 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
       await server.stop();
     }
   }
-  return { concurrency, channels, raw, cells, rawMarks: bracket?.measurements ?? [], configs, timing: timings };
+  return { concurrency, channels, grpcClient, raw, cells, rawMarks: bracket?.measurements ?? [], configs, timing: timings };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,7 +384,7 @@ export function describeProtocols(result: ProtocolsResult): string[] {
       (resnetRounds > 1 ? ` The ResNet cells run in ${resnetRounds} rounds, the protocols' order rotated each round, with raw onnxruntime measured before the first round and after each (${result.rawMarks.map((v) => rate(v)).join(', ')} items/s): each round's ratio is against the mean of the raw figures either side of it, and a protocol's ratio is the median of its rounds' ratios. (median) in the table marks the round with the median items/s, whose CPU figures the comparisons use.` : ''),
     'v2-json: V2 REST with JSON `data` (4-decimal values), JSON outputs. v2-binary: V2 REST binary tensor extension (JSON header with `binary_data_size` + raw float32, ' +
       '`Inference-Header-Content-Length`), `binary_data_output: true`. ' +
-      `v2-grpc: ModelInfer with \`raw_input_contents\`, outputs in \`raw_output_contents\`; @grpc/grpc-js, ${result.channels} channel${result.channels === 1 ? '' : 's'} (HTTP/2 connection${result.channels === 1 ? '' : 's'}) shared by the ${result.concurrency} workers, requests serialized once.`,
+      `v2-grpc: ModelInfer with \`raw_input_contents\`, outputs in \`raw_output_contents\`; ${result.grpcClient === 'h2' ? "gRPC's wire format on Node's own HTTP/2 client (after a check call through @grpc/grpc-js)" : '@grpc/grpc-js'}, ${result.channels} channel${result.channels === 1 ? '' : 's'} (HTTP/2 connection${result.channels === 1 ? '' : 's'}) shared by the ${result.concurrency} workers, requests serialized once.`,
     'Before each cell one request is sent and its answer decoded: ' + result.cells.filter((p) => p.round === 1).map((p) => `${p.model} ${p.protocol}: ${p.answer}`).join('; ') + '.',
     `x raw = server items/s / raw items/s of the cell's round (server default session options, at the best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')}: a closed loop of ${result.concurrency} single-item requests cannot form larger batches). ` +
       'main ms/req = CPU of the server\'s main (event-loop) thread per answered request, from /proc/<pid>/task/<pid>/schedstat.',
@@ -395,6 +401,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       protocols: { type: 'string' },
       rounds: { type: 'string' },
       channels: { type: 'string' },
+      'grpc-client': { type: 'string' },
       delay: { type: 'string' },
       tsx: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -402,7 +409,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     strict: true,
   });
   if (values.help === true) {
-    console.log('usage: node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-json,v2-binary,v2-grpc] [--rounds N (ResNet, default 3)] [--channels N (gRPC, default 1)] [--delay US] [--tsx]');
+    console.log('usage: node --import tsx bench/protocols.ts [--quick] [--only resnet,mlp] [--protocols v2-json,v2-binary,v2-grpc] [--rounds N (ResNet, default 3)] [--channels N (gRPC, default 1)] [--grpc-client h2|grpc-js] [--delay US] [--tsx]');
     process.exit(0);
   }
   const models = values.only === undefined ? PROTOCOLS.models : (values.only.split(',').map((m) => m.trim()) as ProtocolModel[]);
@@ -413,6 +420,8 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1 || rounds > 20)) throw new Error('--rounds: an integer from 1 to 20');
   const channels = values.channels === undefined ? 1 : Number(values.channels);
   if (!Number.isInteger(channels) || channels < 1 || channels > 64) throw new Error('--channels: an integer from 1 to 64');
+  const grpcClient = (values['grpc-client'] ?? 'h2') as GrpcClient;
+  if (grpcClient !== 'h2' && grpcClient !== 'grpc-js') throw new Error("--grpc-client: 'h2' or 'grpc-js'");
   const delayUs = values.delay === undefined ? PROTOCOLS.delayUs : Number(values.delay);
   if (!Number.isInteger(delayUs) || delayUs < 0 || delayUs > 1_000_000) throw new Error('--delay: microseconds from 0 to 1000000');
   const started = performance.now();
@@ -420,7 +429,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const files = await prepareModels(models);
   try {
     console.log(`protocols: ${models.join(', ')} at concurrency ${PROTOCOLS.concurrency}${values.quick === true ? ' (quick)' : ''}`);
-    const result = await runProtocols(files, { quick: values.quick === true, log: (line) => console.log(line), models, protocols, channels, delayUs, ...(rounds === undefined ? {} : { rounds }) });
+    const result = await runProtocols(files, { quick: values.quick === true, log: (line) => console.log(line), models, protocols, channels, grpcClient, delayUs, ...(rounds === undefined ? {} : { rounds }) });
     console.log('');
     if (result.raw.length > 0) console.log(`${renderConsole(protocolsRawTable(result))}\n`);
     console.log(`${renderConsole(protocolsTable(result))}\n`);

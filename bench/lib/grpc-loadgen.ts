@@ -15,6 +15,7 @@
  * worker thread of the benchmark process (see {@link GENERATOR_WORKER_SOURCE} and
  * {@link WORKER_MIN_BODY_BYTES}), whose CPU the generator figures include.
  */
+import { connect, constants as http2, type ClientHttp2Session } from 'node:http2';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -181,12 +182,103 @@ type FromGenerator = { readonly ready: true } | { readonly failed: string } | { 
  */
 export const WORKER_MIN_BODY_BYTES = 64 * 1024;
 
+/**
+ * The client a gRPC closed loop drives:
+ *  - 'h2': gRPC's wire format written directly on Node's HTTP/2 client (nghttp2, in C++): each
+ *    call is one HTTP/2 stream carrying the pre-framed message, its status read from the
+ *    `grpc-status` trailer. What the server sees is what any gRPC client sends (the cell's
+ *    check call goes through grpc-js first), at a fraction of grpc-js's CPU per call, as the
+ *    HTTP cells use undici and Triton's perf_analyzer a C++ client;
+ *  - 'grpc-js': @grpc/grpc-js channels, as a Node application would call the server.
+ */
+export type GrpcClient = 'h2' | 'grpc-js';
+
 /** Closed loop of ModelInfer calls; statuses are "OK" or `ERR <grpc status code>`. */
-export async function grpcClosedLoop(options: GrpcClosedLoopOptions): Promise<ClosedLoopResult> {
+export async function grpcClosedLoop(options: GrpcClosedLoopOptions & { readonly client?: GrpcClient }): Promise<ClosedLoopResult> {
   const channels = Math.max(1, Math.min(options.channels, options.concurrency));
+  if ((options.client ?? 'h2') === 'h2') return runClosedLoop(options, await http2Transport(options, channels));
   const large = (options.bodies[0]?.length ?? 0) >= WORKER_MIN_BODY_BYTES;
   const transport = large ? await workerTransport(options, channels) : await mainThreadTransport(options, channels);
   return runClosedLoop(options, transport);
+}
+
+/** A gRPC message on the wire: a 5-byte prefix (0 = not compressed, length big-endian) and the message. */
+function grpcFrame(message: Buffer): Buffer {
+  const framed = Buffer.allocUnsafe(5 + message.length);
+  framed[0] = 0;
+  framed.writeUInt32BE(message.length, 1);
+  message.copy(framed, 5);
+  return framed;
+}
+
+/**
+ * Receive windows of the generator's sessions: answers (a few KB of logits) fit the default
+ * ones; the larger connection window only saves WINDOW_UPDATE frames under 16 calls.
+ */
+const GENERATOR_WINDOW_BYTES = 16 * 1024 * 1024;
+
+/** ModelInfer calls as HTTP/2 streams on `channels` sessions of Node's own HTTP/2 client. */
+async function http2Transport(options: GrpcClosedLoopOptions, channels: number): Promise<ClosedLoopTransport<Buffer>> {
+  const { path } = modelInferCodec();
+  const framed = new Map(options.bodies.map((body) => [body, grpcFrame(body)]));
+  const sessions: ClientHttp2Session[] = [];
+  const open = async (): Promise<ClientHttp2Session> => {
+    const session = connect(`http://${options.address}`, { settings: { initialWindowSize: GENERATOR_WINDOW_BYTES }, maxSessionMemory: 256 });
+    await new Promise<void>((resolve, reject) => {
+      session.once('connect', () => resolve());
+      session.once('error', reject);
+    });
+    session.setLocalWindowSize(GENERATOR_WINDOW_BYTES);
+    // A session error fails the calls on it (each stream reports it); nothing else listens.
+    session.on('error', () => undefined);
+    return session;
+  };
+  try {
+    for (let i = 0; i < channels; i++) sessions.push(await open());
+  } catch (error) {
+    for (const session of sessions) session.destroy();
+    throw error;
+  }
+  const headers = {
+    [http2.HTTP2_HEADER_METHOD]: 'POST',
+    [http2.HTTP2_HEADER_PATH]: path,
+    [http2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+    te: 'trailers',
+    'grpc-timeout': `${Math.max(1, Math.round(options.requestTimeoutMs))}m`,
+  };
+  let next = 0;
+  return {
+    bodies: options.bodies,
+    bodyBytes: options.bodies[0]?.length ?? 0,
+    send(body) {
+      const session = sessions[next++ % channels]!;
+      return new Promise((resolve, reject) => {
+        const stream = session.request(headers, { endStream: false });
+        let status: string | undefined;
+        let details: string | undefined;
+        const statusOf = (fields: Record<string, unknown>): void => {
+          if (fields['grpc-status'] !== undefined) status = String(fields['grpc-status']);
+          if (fields['grpc-message'] !== undefined) details = decodeURIComponent(String(fields['grpc-message']));
+        };
+        // A failed call may answer with its status in the headers alone ("trailers-only").
+        stream.on('response', statusOf);
+        stream.on('trailers', statusOf);
+        // The answer's bytes are read and dropped, as the HTTP cells read theirs.
+        stream.on('data', () => undefined);
+        stream.on('error', reject);
+        stream.on('close', () => {
+          if (status === '0') resolve({ status: 'OK', ok: true });
+          else if (status !== undefined) reject(Object.assign(new Error(details ?? `gRPC status ${status}`), { code: Number(status) }));
+          else reject(new Error(`the stream closed without a gRPC status (HTTP/2 code ${stream.rstCode ?? 'none'})`));
+        });
+        stream.end(framed.get(body) ?? grpcFrame(body));
+      });
+    },
+    connectionsOpened: () => channels,
+    async close() {
+      await Promise.all(sessions.map((session) => new Promise<void>((resolve) => session.close(() => resolve()))));
+    },
+  };
 }
 
 /** grpc-js channels on the main thread. */
