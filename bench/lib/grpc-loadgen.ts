@@ -217,6 +217,15 @@ function grpcFrame(message: Buffer): Buffer {
  */
 const GENERATOR_WINDOW_BYTES = 16 * 1024 * 1024;
 
+/** A `grpc-message` as sent (percent-encoded); left as it is when its encoding is broken. */
+function percentDecoded(message: string): string {
+  try {
+    return decodeURIComponent(message);
+  } catch {
+    return message;
+  }
+}
+
 /** ModelInfer calls as HTTP/2 streams on `channels` sessions of Node's own HTTP/2 client. */
 async function http2Transport(options: GrpcClosedLoopOptions, channels: number): Promise<ClosedLoopTransport<Buffer>> {
   const { path } = modelInferCodec();
@@ -258,7 +267,7 @@ async function http2Transport(options: GrpcClosedLoopOptions, channels: number):
         let details: string | undefined;
         const statusOf = (fields: Record<string, unknown>): void => {
           if (fields['grpc-status'] !== undefined) status = String(fields['grpc-status']);
-          if (fields['grpc-message'] !== undefined) details = decodeURIComponent(String(fields['grpc-message']));
+          if (fields['grpc-message'] !== undefined) details = percentDecoded(String(fields['grpc-message']));
         };
         // A failed call may answer with its status in the headers alone ("trailers-only").
         stream.on('response', statusOf);
