@@ -1,19 +1,21 @@
 /**
- * A lean closed-loop gRPC load generator: V2 `inference.GRPCInferenceService/ModelInfer` over
- * @grpc/grpc-js, the proto loaded at run time from the repository's proto/ as any Node client
- * (and the server, src/protocols/grpc/proto.ts) loads it.
+ * A lean closed-loop gRPC load generator: V2 `inference.GRPCInferenceService/ModelInfer`, the
+ * proto loaded at run time from the repository's proto/ as any Node client (and the server,
+ * src/protocols/grpc/proto.ts) loads it.
  *
  * Requests are serialized once (ModelInferRequest with the tensor in `raw_input_contents`, what
- * Triton's clients send) and sent as they are: the generic client's serializer is the identity
- * and so is its deserializer, so the generator pays for HTTP/2 framing but not for protobuf
- * encoding and decoding of 600 KB messages on every call, as the HTTP generator sends pre-built
- * bodies and reads answers as bytes. {@link checkGrpcInfer} decodes one answer in full before a
- * cell, to make sure the server really answers what is asked.
+ * Triton's clients send) and sent as they are, so the generator pays for HTTP/2 framing but not
+ * for protobuf encoding and decoding of 600 KB messages on every call, as the HTTP generator
+ * sends pre-built bodies and reads answers as bytes. {@link checkGrpcInfer} decodes one answer
+ * in full through @grpc/grpc-js before a cell, to make sure the server really answers what is
+ * asked.
  *
  * The loop itself (workers, warm-up, window, bounds) is loadgen.ts's {@link runClosedLoop}, on
- * the main thread; for large requests (ResNet images) the grpc-js client it drives runs in a
- * worker thread of the benchmark process (see {@link GENERATOR_WORKER_SOURCE} and
- * {@link WORKER_MIN_BODY_BYTES}), whose CPU the generator figures include.
+ * the main thread. It drives one of two clients ({@link GrpcClient}): by default gRPC's wire
+ * format on Node's own HTTP/2 client, or @grpc/grpc-js with identity codecs, which for large
+ * requests (ResNet images) runs in a worker thread of the benchmark process (see
+ * {@link GENERATOR_WORKER_SOURCE} and {@link WORKER_MIN_BODY_BYTES}), whose CPU the generator
+ * figures include.
  */
 import { connect, constants as http2, type ClientHttp2Session } from 'node:http2';
 import { createRequire } from 'node:module';
@@ -118,6 +120,8 @@ export interface GrpcClosedLoopOptions extends ClosedLoopTiming {
    * are normally used: every call multiplexed on one connection.
    */
   readonly channels: number;
+  /** The client that sends the calls (default 'h2'). */
+  readonly client?: GrpcClient;
 }
 
 /**
@@ -194,7 +198,7 @@ export const WORKER_MIN_BODY_BYTES = 64 * 1024;
 export type GrpcClient = 'h2' | 'grpc-js';
 
 /** Closed loop of ModelInfer calls; statuses are "OK" or `ERR <grpc status code>`. */
-export async function grpcClosedLoop(options: GrpcClosedLoopOptions & { readonly client?: GrpcClient }): Promise<ClosedLoopResult> {
+export async function grpcClosedLoop(options: GrpcClosedLoopOptions): Promise<ClosedLoopResult> {
   const channels = Math.max(1, Math.min(options.channels, options.concurrency));
   if ((options.client ?? 'h2') === 'h2') return runClosedLoop(options, await http2Transport(options, channels));
   const large = (options.bodies[0]?.length ?? 0) >= WORKER_MIN_BODY_BYTES;
