@@ -32,7 +32,7 @@ import { request } from 'undici';
 import { buildServerScripts } from './lib/build.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
 import { BracketedRaw } from './lib/bracketed-raw.js';
-import { runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
+import { RAW_SESSION_LAYOUTS, rawLayoutLabel, runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
 import { checkGrpcInfer, grpcClosedLoop, grpcInferBodies, type GrpcClient } from './lib/grpc-loadgen.js';
 import type { RawBatchResult } from './lib/ipc.js';
 import { prepareModels, serverModelConfig, type BenchModel, type BenchModelConfig, type ModelFiles } from './lib/models.js';
@@ -76,7 +76,6 @@ export interface ProtocolCell {
 
 export interface ProtocolRaw {
   readonly model: ProtocolModel;
-  readonly intraOpThreads: number;
   readonly results: readonly RawBatchResult[];
   readonly best: RawBatchResult;
 }
@@ -181,8 +180,8 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
     if (key === 'resnet') {
       const figures = await runRaw(model, quick);
       raw.push(figures);
-      log(`  raw ${key} (server default options, intra ${figures.intraOpThreads}): ` + figures.results.map((r) => `b${r.batchSize} ${ms(r.medianMs)} ms ${rate(r.itemsPerSecond)}/s`).join(', '));
-      bracket = BracketedRaw.forModel(model, figures.best.batchSize, quick);
+      log(`  raw ${key} (server default options): ` + figures.results.map((r) => `${rawLayoutLabel(r)} (intra ${r.intraOpThreads}) ${ms(r.medianMs)} ms ${rate(r.itemsPerSecond)}/s`).join(', '));
+      bracket = BracketedRaw.forModel(model, figures.best, quick);
     }
     const config = serverModelConfig(model, true, options.delayUs ?? PROTOCOLS.delayUs);
     configs[`${key} tessera-batch`] = config;
@@ -200,7 +199,7 @@ export async function runProtocols(files: ModelFiles, options: ProtocolsOptions)
       const markRaw = async (when: string): Promise<void> => {
         if (roundBracket === undefined) return;
         const value = await roundBracket.mark();
-        log(`    raw ${key} b${raw.at(-1)!.best.batchSize} ${when}: ${rate(value)} items/s`);
+        log(`    raw ${key} ${rawLayoutLabel(raw.at(-1)!.best)} ${when}: ${rate(value)} items/s`);
       };
       const modelCells: ProtocolCell[] = [];
       await markRaw('before round 1');
@@ -287,11 +286,12 @@ export function protocolsTable(result: ProtocolsResult): Table {
 
 export function protocolsRawTable(result: ProtocolsResult): Table {
   return {
-    headers: ['model', 'intra', 'batch', 'median ms', 'p99 ms', 'items/s', 'CPU %', 'foreign %', 'runs'],
+    headers: ['model', 'sessions', 'intra', 'batch', 'median ms', 'p99 ms', 'items/s', 'CPU %', 'foreign %', 'runs'],
     rows: result.raw.flatMap((figures) =>
       figures.results.map((r) => [
         figures.model,
-        String(figures.intraOpThreads),
+        String(r.sessions),
+        String(r.intraOpThreads),
         String(r.batchSize),
         ms(r.medianMs),
         ms(r.p99Ms),
@@ -336,7 +336,7 @@ export function protocolRatios(result: ProtocolsResult): Ratio[] {
         detail:
           `median of ${rounds.length} round${rounds.length === 1 ? '' : 's'}: ` +
           rounds.map((p, i) => `${rate(p.cell.itemsPerSecond)}/s vs raw ${rate(p.rawItemsPerSecond ?? raw.best.itemsPerSecond)}/s = ${fmt(roundRatios[i]!, 2)}`).join('; ') +
-          ` (raw: batch ${raw.best.batchSize}, the best of ${PROTOCOLS.rawBatchSizes.join(', ')}, server default session options, measured before the first round and after each, a round taking the mean of its two); ` +
+          ` (raw: ${rawLayoutLabel(raw.best)}, the best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')} in ${RAW_SESSION_LAYOUTS.map((n) => (n === 1 ? 'one session' : `${n} sessions side by side`)).join(' and ')}, server default session options, measured before the first round and after each, a round taking the mean of its two); ` +
           `median cell p50 ${ms(cell.latency.p50)} / p99 ${ms(cell.latency.p99)} ms, mean batch ${fmt(cell.batch?.meanBatch ?? Number.NaN)}, ${errorsText(cell)} errors`,
       });
     }
@@ -386,7 +386,7 @@ export function describeProtocols(result: ProtocolsResult): string[] {
       '`Inference-Header-Content-Length`), `binary_data_output: true`. ' +
       `v2-grpc: ModelInfer with \`raw_input_contents\`, outputs in \`raw_output_contents\`; ${result.grpcClient === 'h2' ? "gRPC's wire format on Node's own HTTP/2 client (after a check call through @grpc/grpc-js)" : '@grpc/grpc-js'}, ${result.channels} channel${result.channels === 1 ? '' : 's'} (HTTP/2 connection${result.channels === 1 ? '' : 's'}) shared by the ${result.concurrency} workers, requests serialized once.`,
     'Before each cell one request is sent and its answer decoded: ' + result.cells.filter((p) => p.round === 1).map((p) => `${p.model} ${p.protocol}: ${p.answer}`).join('; ') + '.',
-    `x raw = server items/s / raw items/s of the cell's round (server default session options, at the best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')}: a closed loop of ${result.concurrency} single-item requests cannot form larger batches). ` +
+    `x raw = server items/s / raw items/s of the cell's round (server default session options, at the best of batch sizes ${PROTOCOLS.rawBatchSizes.join(', ')}, in one session on every core and in ${RAW_SESSION_LAYOUTS.at(-1)} sessions side by side as the server's default instances run: a closed loop of ${result.concurrency} single-item requests cannot form larger batches). ` +
       'main ms/req = CPU of the server\'s main (event-loop) thread per answered request, from /proc/<pid>/task/<pid>/schedstat.',
   ];
 }

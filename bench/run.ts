@@ -2,7 +2,8 @@
  * `npm run bench`: the whole benchmark in one run, figures and ratios taken side by side.
  *
  *   raw baseline     onnxruntime-node alone in a child process (server default options, and
- *                    with spinning), session.run back to back at several batch sizes
+ *                    with spinning), session.run back to back at several batch sizes, in one
+ *                    session on every core and in two side by side (the default instances)
  *   hot path         main-thread decode/encode cost per request, worker round trip
  *   server cells     Tessera (dynamic batching / none) and the tutorial baseline, each in its
  *                    own child process, driven closed-loop at concurrencies 1, 8, 16, 32, 64,
@@ -22,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { exploreTable, runExplore } from './explore.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
 import { buildServerScripts } from './lib/build.js';
-import { runRawBaseline, startServerProcess, useCompiledServers, type ServerProcess } from './lib/children.js';
+import { rawLayoutLabel, runRawBaseline, startServerProcess, useCompiledServers, type RawLayout, type ServerProcess } from './lib/children.js';
 import type { RawBatchResult } from './lib/ipc.js';
 import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { measureMicro, type MicroResult } from './lib/micro.js';
@@ -165,7 +166,6 @@ const log = (line: string): void => console.log(line);
 interface RawFigures {
   readonly model: ModelKey;
   readonly spinning: boolean;
-  readonly intraOpThreads: number;
   readonly results: readonly RawBatchResult[];
   readonly best: RawBatchResult;
 }
@@ -173,25 +173,32 @@ interface RawFigures {
 async function runRaw(model: BenchModel, quick: boolean): Promise<RawFigures[]> {
   const out: RawFigures[] = [];
   for (const spinning of [false, true]) {
-    // The server's session options for one instance with default parameters (+ spinning).
-    const { intraOpThreads, results, best } = await runRawBaseline(model, model.rawBatchSizes, spinning ? { allow_spinning: true } : {}, quick);
-    out.push({ model: model.key, spinning, intraOpThreads, results, best });
+    // The server's session options with default parameters (+ spinning), for one session on
+    // every core and for the default instance count side by side.
+    const { results, best } = await runRawBaseline(model, model.rawBatchSizes, spinning ? { allow_spinning: true } : {}, quick);
+    out.push({ model: model.key, spinning, results, best });
     log(
       `  raw ${model.key} spinning=${spinning ? 'on' : 'off'}: ` +
-        results.map((r) => `b${r.batchSize} ${ms(r.medianMs)} ms ${rate(r.itemsPerSecond)}/s`).join(', '),
+        results.map((r) => `${rawLayoutLabel(r)} ${ms(r.medianMs)} ms ${rate(r.itemsPerSecond)}/s`).join(', '),
     );
   }
   return out;
 }
 
+/** Raw's single-item run of `model` (spinning off): one session on every core, batch 1, as a lone request runs. */
+function rawSingleRun(raw: readonly RawFigures[], model: string): RawBatchResult | undefined {
+  return raw.find((r) => r.model === model && !r.spinning)?.results.find((r) => r.batchSize === 1 && r.sessions === 1);
+}
+
 function rawTable(raw: readonly RawFigures[]): Table {
   return {
-    headers: ['model', 'spinning', 'intra', 'batch', 'median ms', 'p99 ms', 'items/s', 'CPU %', 'foreign %', 'runs'],
+    headers: ['model', 'spinning', 'sessions', 'intra', 'batch', 'median ms', 'p99 ms', 'items/s', 'CPU %', 'foreign %', 'runs'],
     rows: raw.flatMap((figures) =>
       figures.results.map((r) => [
         figures.model,
         figures.spinning ? 'on' : 'off (server default)',
-        String(figures.intraOpThreads),
+        String(r.sessions),
+        String(r.intraOpThreads),
         String(r.batchSize),
         ms(r.medianMs),
         ms(r.p99Ms),
@@ -330,7 +337,7 @@ function microTable(micro: readonly MicroResult[], raw: readonly RawFigures[]): 
   return {
     headers: ['model', 'body bytes', 'decode us', 'tutorial decode us', 'encode us', 'worker run us (b1)', 'raw run us (b1)', 'worker overhead us'],
     rows: micro.map((m) => {
-      const rawB1 = raw.find((r) => r.model === m.model && !r.spinning)?.results.find((r) => r.batchSize === 1);
+      const rawB1 = rawSingleRun(raw, m.model);
       const rawUs = (rawB1?.medianMs ?? Number.NaN) * 1000;
       return [
         m.model,
@@ -356,8 +363,9 @@ function findCell(cells: readonly CellResult[], model: ModelKey, server: string,
 /**
  * Issue 2's figures for the example models: server req/s and latency at concurrency 1 and 16,
  * against raw onnxruntime and the tutorial server (reference lines: the issue sets no target).
- * Raw at c1 is the batch-1 run (a lone client never batches); at c16 the best raw batch size
- * a closed loop of 16 single-item requests can form (<= 16).
+ * Raw at c1 is the batch-1 run of one session (a lone client never batches); at c16 the best
+ * raw run whose items in flight (sessions x batch size) a closed loop of 16 single-item
+ * requests can fill (<= 16).
  */
 function exampleRatios(cells: readonly CellResult[], raw: readonly RawFigures[]): Ratio[] {
   const ratios: Ratio[] = [];
@@ -368,7 +376,7 @@ function exampleRatios(cells: readonly CellResult[], raw: readonly RawFigures[])
       const server = findCell(cells, key, 'tessera-batch', concurrency);
       if (server === undefined) continue;
       const tutorial = findCell(cells, key, 'tutorial', concurrency);
-      const usable = rawFigures?.results.filter((r) => r.batchSize <= concurrency) ?? [];
+      const usable = rawFigures?.results.filter((r) => r.sessions * r.batchSize <= concurrency) ?? [];
       const rawBest = usable.length === 0 ? undefined : usable.reduce((a, b) => (b.itemsPerSecond > a.itemsPerSecond ? b : a));
       const vsRaw = rawBest === undefined ? Number.NaN : server.itemsPerSecond / rawBest.itemsPerSecond;
       // The Iris model runs in microseconds: its server / raw ratio is far below 0.01.
@@ -381,7 +389,7 @@ function exampleRatios(cells: readonly CellResult[], raw: readonly RawFigures[])
         met: undefined,
         detail:
           `server ${rate(server.requestsPerSecond)} req/s p50 ${ms(server.latency.p50)} / p99 ${ms(server.latency.p99)} ms (mean batch ${fmt(server.batch?.meanBatch ?? Number.NaN)}, errors ${statusText(server)}); ` +
-          (rawBest === undefined ? 'no raw figure' : `raw ${rate(rawBest.itemsPerSecond)} items/s at batch ${rawBest.batchSize} (server default options${concurrency > 1 ? `, best of batch sizes <= ${concurrency}` : ''})`) +
+          (rawBest === undefined ? 'no raw figure' : `raw ${rate(rawBest.itemsPerSecond)} items/s at ${rawLayoutLabel(rawBest)} (server default options${concurrency > 1 ? `, best of runs with <= ${concurrency} items in flight` : ''})`) +
           '; ' +
           (tutorial === undefined ? 'no tutorial cell' : `tutorial ${rate(tutorial.requestsPerSecond)} req/s p50 ${ms(tutorial.latency.p50)} / p99 ${ms(tutorial.latency.p99)} ms`),
       });
@@ -402,22 +410,23 @@ const PAIRED_ROUNDS = 3;
 
 /**
  * The ResNet c32 target, measured so that machine drift cannot decide it: a fresh
- * `tessera-batch` server runs the c32 cell in rounds, with raw onnxruntime (at the batch size
- * the raw sweep found best) measured before the first round and after each (bench/lib/bracketed-raw.ts).
+ * `tessera-batch` server runs the c32 cell in rounds, with raw onnxruntime (in the layout and
+ * at the batch size the raw sweep found best) measured before the first round and after each (bench/lib/bracketed-raw.ts).
  */
-async function runResnetPaired(files: ModelFiles, model: BenchModel, config: BenchModelConfig, rawBatchSize: number, flags: Flags): Promise<PairedRound[]> {
-  const bracket = BracketedRaw.forModel(model, rawBatchSize, flags.quick);
+async function runResnetPaired(files: ModelFiles, model: BenchModel, config: BenchModelConfig, rawLayout: RawLayout, flags: Flags): Promise<PairedRound[]> {
+  const bracket = BracketedRaw.forModel(model, rawLayout, flags.quick);
+  const rawLabel = rawLayoutLabel(rawLayout);
   const server = await startServerProcess('server-child.ts', { repository: await files.repository(model.name, model.file, config), server: {} });
   const rounds = flags.quick ? 1 : PAIRED_ROUNDS;
   const cells: CellResult[] = [];
   try {
-    log(`  resnet c32 rounds against raw b${rawBatchSize}: server started in ${(server.startMs / 1000).toFixed(1)} s (pid ${server.pid})`);
-    log(`    raw b${rawBatchSize} before round 1: ${rate(await bracket.mark())} items/s`);
+    log(`  resnet c32 rounds against raw ${rawLabel}: server started in ${(server.startMs / 1000).toFixed(1)} s (pid ${server.pid})`);
+    log(`    raw ${rawLabel} before round 1: ${rate(await bracket.mark())} items/s`);
     for (let round = 1; round <= rounds; round++) {
       const cell = await runCell({ server, serverLabel: 'tessera-batch', model, hasStats: true, bodies: requestBodies(model), concurrency: 32, timing: timingFor(model, flags.quick, 32) });
       cells.push(cell);
       logCell(cell, ` round ${round}`);
-      log(`    raw b${rawBatchSize} after round ${round}: ${rate(await bracket.mark())} items/s`);
+      log(`    raw ${rawLabel} after round ${round}: ${rate(await bracket.mark())} items/s`);
     }
   } finally {
     await server.stop();
@@ -448,7 +457,7 @@ function computeRatios(
       detail:
         `median of ${paired.length} round${paired.length === 1 ? '' : 's'}: ` +
         paired.map((p, i) => `${rate(p.cell.itemsPerSecond)}/s (p99 ${ms(p.cell.latency.p99)} ms, mean batch ${fmt(p.cell.batch?.meanBatch ?? Number.NaN)}) vs raw ${rate(p.rawItemsPerSecond)}/s = ${fmt(roundRatios[i]!, 2)}`).join('; ') +
-        `; raw at batch ${resnetRaw?.best.batchSize ?? '?'} (the raw sweep's best, server default options), measured before the first round and after each, a round taking the mean of its two` +
+        `; raw at ${resnetRaw === undefined ? '?' : rawLayoutLabel(resnetRaw.best)} (the raw sweep's best, server default options), measured before the first round and after each, a round taking the mean of its two` +
         (resnet32 !== undefined && resnetRaw !== undefined
           ? `; the matrix's c32 cell: ${rate(resnet32.itemsPerSecond)}/s against the sweep's ${rate(resnetRaw.best.itemsPerSecond)}/s, best raw with any spinning setting ${rate(Math.max(resnetRaw.best.itemsPerSecond, resnetRawSpin?.best.itemsPerSecond ?? 0))}/s`
           : ''),
@@ -464,7 +473,7 @@ function computeRatios(
       met: value >= 0.75 && p99Ok,
       detail:
         `one cell (no paired rounds in this run): server ${rate(resnet32.itemsPerSecond)}/s (p99 ${ms(resnet32.latency.p99)} ms, mean batch ${fmt(resnet32.batch?.meanBatch ?? Number.NaN)}) vs raw ` +
-        `${rate(resnetRaw.best.itemsPerSecond)}/s at batch ${resnetRaw.best.batchSize} (server default options); ` +
+        `${rate(resnetRaw.best.itemsPerSecond)}/s at ${rawLayoutLabel(resnetRaw.best)} (server default options); ` +
         `vs best raw with any spinning setting (${rate(bestAny)}/s): ${fmt(resnet32.itemsPerSecond / bestAny, 2)}`,
     });
   }
@@ -483,7 +492,7 @@ function computeRatios(
         `vs tutorial ${rate(tut64.requestsPerSecond)} req/s p99 ${ms(tut64.latency.p99)} ms`,
     });
   }
-  const mlpRawB1 = raw.find((r) => r.model === 'mlp' && !r.spinning)?.results.find((r) => r.batchSize === 1);
+  const mlpRawB1 = rawSingleRun(raw, 'mlp');
   for (const server of ['tessera-batch', 'tessera-batch-d0', 'tessera-nobatch'] as const) {
     const mlp1 = findCell(cells, 'mlp', server, 1);
     if (mlp1 === undefined || mlpRawB1 === undefined) continue;
@@ -809,7 +818,7 @@ async function main(): Promise<void> {
       cells.push(...(await runServerCells(files, model, variants, flags)));
       const resnetRaw = raw.find((r) => r.model === 'resnet' && !r.spinning);
       if (model.key === 'resnet' && flags.concurrencies.includes(32) && resnetRaw !== undefined) {
-        paired.push(...(await runResnetPaired(files, model, variants[0]!.config!, resnetRaw.best.batchSize, flags)));
+        paired.push(...(await runResnetPaired(files, model, variants[0]!.config!, resnetRaw.best, flags)));
       }
     }
     let protocols: ProtocolsResult | undefined;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { request as undiciRequest } from 'undici';
+import { defaultInstanceCount } from '../src/config/model-config.js';
 import { makeTempRepository, mlpBenchModel, resnet18Model, writeModel } from './support/fixtures.js';
 import { getJson, postJson, startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 import { setFlagsFromString } from 'node:v8';
@@ -93,7 +94,7 @@ describe('dynamic batching over HTTP', () => {
   test('a request whose timeout expires in the queue is answered and never run', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
+    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\ninstance_group:\n  count: 1\n');
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/slow/infer`;
     const first = postJson(url, echoRequest(1));
@@ -110,7 +111,7 @@ describe('dynamic batching over HTTP', () => {
   test('a request whose client disconnected is removed from the queue before it runs', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
+    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\ninstance_group:\n  count: 1\n');
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/slow/infer`;
     const first = postJson(url, echoRequest(1));
@@ -125,6 +126,22 @@ describe('dynamic batching over HTTP', () => {
     const stats = (await getJson(`${server.httpUrl}/v2/models/slow/stats`)).body as StatsBody;
     assert.equal(stats.model_stats[0]!.execution_count, 1, 'the abandoned request never ran');
     assert.equal(stats.model_stats[0]!.inference_stats.fail.count, 1);
+  });
+
+  test('a model without instance_group runs on the default two instances: two requests at once', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
+    const server = await startTestServer(t, repo);
+    const url = `${server.httpUrl}/v2/models/slow/infer`;
+    const started = performance.now();
+    const answers = await Promise.all([1, 2].map((v) => postJson(url, echoRequest(v))));
+    const elapsed = performance.now() - started;
+    for (const answer of answers) assert.equal(answer.status, 200);
+    const stats = (await getJson(`${server.httpUrl}/v2/models/slow/stats`)).body as StatsBody;
+    assert.equal(stats.model_stats[0]!.execution_count, 2);
+    if (defaultInstanceCount() === 2) assert.ok(elapsed < 550, `two 300 ms runs took ${elapsed.toFixed(0)} ms: they did not run side by side`);
+    else assert.ok(elapsed >= 600, `two 300 ms runs on one instance took ${elapsed.toFixed(0)} ms`);
   });
 
   test('higher priority requests are batched first', async (t) => {

@@ -127,7 +127,7 @@ describe('gRPC inference service', () => {
     await writeModel(repo, 'broken', 1, new Uint8Array([1, 2, 3]));
     // A fake model whose every execution takes SLOW_MS, one instance, no batching.
     await mkdir(path.join(repo, 'slow', '1'), { recursive: true });
-    await writeFile(path.join(repo, 'slow', 'config.yaml'), 'backend: fake\ndynamic_batching: false\nwarmup:\n  enabled: false\n');
+    await writeFile(path.join(repo, 'slow', 'config.yaml'), 'backend: fake\ndynamic_batching: false\ninstance_group:\n  count: 1\nwarmup:\n  enabled: false\n');
     await writeFile(
       path.join(repo, 'slow', '1', 'model.json'),
       fakeModelJson({

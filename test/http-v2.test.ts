@@ -289,7 +289,8 @@ describe('V2 REST API over a real server', () => {
     assert.deepEqual(config['input'], [{ name: 'x', data_type: 'TYPE_FP32', dims: [4] }]);
     assert.deepEqual(config['output'], [{ name: 'probs', data_type: 'TYPE_FP32', dims: [3] }]);
     assert.deepEqual(config['version_policy'], { latest: { num_versions: 1 } });
-    assert.deepEqual(config['instance_group'], [{ name: 'mlp', kind: 'KIND_CPU', count: 1 }]);
+    // No instance_group: two CPU instances, as Triton's default (one on a single core).
+    assert.deepEqual(config['instance_group'], [{ name: 'mlp', kind: 'KIND_CPU', count: Math.min(2, availableParallelism()) }]);
     assert.equal(config['default_model_filename'], 'model.onnx');
     assert.ok(typeof config['dynamic_batching'] === 'object' && config['dynamic_batching'] !== null, 'batching models report dynamic_batching');
 
@@ -611,7 +612,7 @@ describe('server readiness with an unavailable model', () => {
 
 /** Milliseconds one run of the slow model takes (requested; calibrated on this machine). */
 const SLOW_MS = 500;
-const SLOW_CONFIG = 'max_batch_size: 8\nwarmup:\n  enabled: false\n';
+const SLOW_CONFIG = 'max_batch_size: 8\ninstance_group:\n  count: 1\nwarmup:\n  enabled: false\n';
 
 describe('with a slow model (~500 ms a run)', () => {
   let repo = '';

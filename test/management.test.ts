@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as tar from 'tar';
@@ -38,13 +38,15 @@ describe('management API', () => {
     const server = await startTestServer(t, repo);
     const admin = `http://127.0.0.1:${server.managementPort}`;
     const infer = `${server.httpUrl}/v2/models/mlp/infer`;
+    // No instance_group: two instances (one on a single core), as Triton gives CPU models.
+    const defaultInstances = Math.min(2, availableParallelism());
 
     assert.deepEqual((await request(`${admin}/models`, 'GET')).body, { models: [{ modelName: 'mlp', modelUrl: join(repo, 'mlp'), loaded: true }] });
     const described = (await request(`${admin}/models/mlp`, 'GET')).body;
     assert.equal(described['defaultVersion'], '2');
     assert.deepEqual(
       (described['versions'] as { version: string; state: string; instances: number; isDefault: boolean; modelFileBytes: number }[]).map((v) => [v.version, v.state, v.instances, v.isDefault, v.modelFileBytes > 0]),
-      [['1', 'READY', 1, false, true], ['2', 'READY', 1, true, true]],
+      [['1', 'READY', defaultInstances, false, true], ['2', 'READY', defaultInstances, true, true]],
     );
     assert.equal(await servedBy(infer), 2);
 
@@ -59,10 +61,10 @@ describe('management API', () => {
     const badName = await request(`${admin}/models?url=${encodeURIComponent(repo)}&model_name=..%2Fescape`, 'POST');
     assert.equal(badName.status, 400);
 
-    // scale to two instances: the model reloads beside the serving one
-    assert.equal((await request(`${admin}/models/mlp?min_worker=2`, 'PUT')).status, 200);
+    // scale to three instances: the model reloads beside the serving one
+    assert.equal((await request(`${admin}/models/mlp?min_worker=3`, 'PUT')).status, 200);
     const scaled = (await request(`${admin}/models/mlp`, 'GET')).body['versions'] as { instances: number }[];
-    assert.deepEqual(scaled.map((v) => v.instances), [2, 2]);
+    assert.deepEqual(scaled.map((v) => v.instances), [3, 3]);
     assert.equal((await request(`${admin}/models/mlp?min_worker=lots`, 'PUT')).status, 400);
 
     assert.equal((await request(`${admin}/models/mlp`, 'DELETE')).status, 200);

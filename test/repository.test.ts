@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { modelConfigSchema, type ModelConfigFile } from '../src/config/model-config.js';
+import { defaultInstanceCount, instanceCountOf, modelConfigSchema, type ModelConfigFile } from '../src/config/model-config.js';
 import { TesseraError, type ErrorCode } from '../src/core/errors.js';
 import type { InferenceRequest } from '../src/core/inference.js';
 import type { Tensor, TensorSpec } from '../src/core/tensor.js';
@@ -312,6 +312,21 @@ describe('readModelConfig', () => {
 // ---------------------------------------------------------------------------
 // selectVersions
 // ---------------------------------------------------------------------------
+
+describe('instance count', () => {
+  test('without instance_group: two instances (as Triton gives CPU models), one on a single core', () => {
+    assert.deepEqual([1, 2, 3, 16].map((cores) => defaultInstanceCount(cores)), [1, 2, 2, 2]);
+    assert.equal(instanceCountOf(modelConfigSchema.parse({}), 8), 2);
+    assert.equal(instanceCountOf(modelConfigSchema.parse({}), 1), 1);
+  });
+
+  test('with instance_group: every group counted, a group without count having the default', () => {
+    assert.equal(instanceCountOf(modelConfigSchema.parse({ instance_group: { count: 3 } }), 2), 3);
+    assert.equal(instanceCountOf(modelConfigSchema.parse({ instance_group: [{ count: 3 }, { kind: 'KIND_CPU' }] }), 2), 5);
+    assert.equal(instanceCountOf(modelConfigSchema.parse({ instance_group: [{ kind: 'KIND_CPU' }] }), 1), 1);
+    assert.equal(instanceCountOf(modelConfigSchema.parse({ instance_group: [{ count: 1 }] }), 16), 1);
+  });
+});
 
 describe('selectVersions', () => {
   test('default: the latest version only', () => {

@@ -101,7 +101,7 @@ test('with the headroom (the default), 600 KB requests set off a fraction of the
     inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, values] }],
     outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, values], copy_of: 'x' }],
     delay_ms: 50,
-  }, 'max_batch_size: 16\ndynamic_batching: {}\n');
+  }, 'max_batch_size: 16\ndynamic_batching: {}\ninstance_group:\n  count: 1\n'); // the load the figures below were measured with
   const counts: Record<string, number> = {};
   for (const [name, env] of [['headroom', {}], ['V8 default', { TESSERA_HEAP_HEADROOM_MB: '0' }]] as const) {
     const server = await spawnServe(repository, { env, args: ['--grpc', 'false', '--management', 'false'] });

@@ -5,11 +5,11 @@
  * On a shared 2-core machine the speed of the same work drifts by 10-15% over minutes (other
  * tenants, frequency), as much as the margins the targets ask about. A raw figure measured once
  * before a quarter of an hour of server cells compares the server with a machine that is no
- * longer there. Here the raw loop runs (at one batch size) before the first round and after
- * every round; a round's raw figure is the mean of the measurements either side of it, and
- * its ratio is the server's items/s over that. The verdict is the median of the rounds' ratios.
+ * longer there. Here the raw loop runs (in one layout: sessions side by side at a batch size)
+ * before the first round and after every round; a round's raw figure is the mean of the
+ * measurements either side of it, and its ratio is the server's items/s over that. The verdict is the median of the rounds' ratios.
  */
-import { runRawBaseline } from './children.js';
+import { runRawBaseline, type RawLayout } from './children.js';
 
 export interface RawModel {
   readonly key: string;
@@ -23,9 +23,9 @@ export class BracketedRaw {
 
   constructor(private readonly measure: () => Promise<number>) {}
 
-  /** Raw items/s of `model` at `batchSize` with the server's default session options. */
-  static forModel(model: RawModel, batchSize: number, quick: boolean): BracketedRaw {
-    return new BracketedRaw(async () => (await runRawBaseline(model, [batchSize], {}, quick)).best.itemsPerSecond);
+  /** Raw items/s of `model` in `layout` (sessions side by side at a batch size) with the server's default session options. */
+  static forModel(model: RawModel, layout: RawLayout, quick: boolean): BracketedRaw {
+    return new BracketedRaw(async () => (await runRawBaseline(model, [layout.batchSize], {}, quick, [layout.sessions])).best.itemsPerSecond);
   }
 
   /** Measure now (before the first round and after each round); returns the figure. */

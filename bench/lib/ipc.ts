@@ -23,6 +23,11 @@ export interface RawChildJob {
   readonly intraOpNumThreads: number;
   readonly interOpNumThreads: number;
   readonly allowSpinning: boolean;
+  /**
+   * Sessions run side by side, each in its own worker thread with `intraOpNumThreads` threads
+   * (default 1: one session, on the child's main thread).
+   */
+  readonly sessions?: number;
   /** Measured time per batch size (after warm-up runs). */
   readonly durationMs: number;
   readonly warmupRuns: number;
@@ -35,7 +40,13 @@ export interface RawChildJob {
 }
 
 export interface RawBatchResult {
+  /** Items per run of each session. */
   readonly batchSize: number;
+  /** Sessions run side by side (their runs and items added up). */
+  readonly sessions: number;
+  /** Intra-op threads of each session. */
+  readonly intraOpThreads: number;
+  /** Runs of all sessions; the run-time figures are over all of them. */
   readonly runs: number;
   readonly medianMs: number;
   readonly p99Ms: number;

@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { FakeBackend } from '../backends/fake/backend.js';
 import { OnnxBackend } from '../backends/onnx/backend.js';
@@ -9,8 +8,6 @@ import { Engine } from '../engine/engine.js';
 import { discoverModel } from '../repository/discovery.js';
 import type { Executor, ModelInfo } from './executor.js';
 
-/** Instances a batch job runs a model with when its config does not say. */
-const DEFAULT_INSTANCES = 2;
 /** Batches an instance holds at once: the one it runs and the next. */
 export const BATCHES_PER_INSTANCE = 2;
 
@@ -20,7 +17,7 @@ export interface LocalExecutorOptions {
   readonly version: string | undefined;
   /** Rows per request: the batch limit the model is loaded with. */
   readonly batchSize: number;
-  /** Model instances (worker threads); undefined: the model config's, else 2 (at most the cores). */
+  /** Model instances (worker threads); undefined: the model config's, else the engine's default (2, at most the cores). */
   readonly instances: number | undefined;
   /** onnxruntime intra-op threads per instance; undefined: the model config's (default: cores / instances). */
   readonly intraOpThreads: number | undefined;
@@ -76,9 +73,10 @@ export class LocalExecutor implements Executor {
       }
       const config = discovered.config;
       const threads = options.intraOpThreads;
-      // Two instances by default: while the job's thread is busy reading or writing, each has a
-      // batch of its own to work through, on half the cores (threads: cores / instances).
-      const instances = options.instances ?? (config.instance_group === undefined ? Math.min(DEFAULT_INSTANCES, availableParallelism()) : undefined);
+      // Without --instances, the config's instance_group or the engine's default of two: while
+      // the job's thread is busy reading or writing, each has a batch of its own to work
+      // through, on half the cores (threads: cores / instances).
+      const instances = options.instances;
       const override: Record<string, unknown> = {
         ...config,
         ...(threads === undefined ? {} : { parameters: { ...config.parameters, intra_op_thread_count: threads } }),

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { DATA_TYPES, type DataType } from '../core/datatype.js';
 import { auditModelConfigSchema } from './audit-config.js';
@@ -53,8 +54,11 @@ const versionPolicy = z.union([
 ]);
 
 const instanceGroup = z.strictObject({
-  /** At most 64, as the management API's scale: each instance is a worker thread with its own session. */
-  count: z.number().int().min(1).max(64).default(1),
+  /**
+   * At most 64, as the management API's scale: each instance is a worker thread with its own
+   * session. Absent: the default instance count (defaultInstanceCount), as Triton's CPU groups.
+   */
+  count: z.number().int().min(1).max(64).optional(),
   kind: z.enum(['KIND_CPU', 'KIND_AUTO']).default('KIND_CPU'),
   name: z.string().optional(),
 });
@@ -134,6 +138,24 @@ export const modelConfigSchema = z.strictObject({
 
 /** A model configuration as written in the repository, after validation and defaults. */
 export type ModelConfigFile = z.output<typeof modelConfigSchema>;
+
+/**
+ * Instances of a model whose config has no `instance_group`: two, as Triton gives CPU models,
+ * or one on a single core. Each gets half the cores as intra-op threads (onnx/settings.ts).
+ * Two single-threaded instances serve more under load than one instance on both cores: an
+ * instance's parallel operators wait at each barrier for their slowest thread, so a core taken
+ * for a moment by the event loop (or the host) idles the other core too, while two instances
+ * lose only the time actually taken. One request alone then runs on half the cores.
+ */
+export function defaultInstanceCount(cores = availableParallelism()): number {
+  return Math.max(1, Math.min(2, cores));
+}
+
+/** The instances `config` asks for, all groups counted (a group without `count` has the default), else the default. */
+export function instanceCountOf(config: Pick<ModelConfigFile, 'instance_group'>, cores = availableParallelism()): number {
+  const groups: readonly { readonly count?: number | undefined }[] = config.instance_group ?? [{}];
+  return groups.reduce((sum, group) => sum + (group.count ?? defaultInstanceCount(cores)), 0);
+}
 export type VersionPolicy = z.output<typeof versionPolicy>;
 export type DynamicBatchingConfig = z.output<typeof dynamicBatching>;
 

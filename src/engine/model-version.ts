@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { DEFAULT_DYNAMIC_BATCHING, type DynamicBatchingConfig, type ModelConfigFile } from '../config/model-config.js';
+import { DEFAULT_DYNAMIC_BATCHING, instanceCountOf, type DynamicBatchingConfig, type ModelConfigFile } from '../config/model-config.js';
 import { TesseraError, toTesseraError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { VersionState } from '../core/metadata.js';
@@ -64,7 +64,7 @@ export class ModelVersion {
   }
 
   get instanceCount(): number {
-    return (this.config.instance_group ?? [{ count: 1 }]).reduce((sum, group) => sum + group.count, 0);
+    return instanceCountOf(this.config);
   }
 
   /** Load, check the signature against the config, warm up, then start serving. Never throws. */
