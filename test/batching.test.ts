@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { request as undiciRequest } from 'undici';
 import { defaultInstanceCount } from '../src/config/model-config.js';
 import { makeTempRepository, mlpBenchModel, resnet18Model, writeModel } from './support/fixtures.js';
+import type { TesseraServer } from '../src/server/server.js';
 import { getJson, postJson, startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -36,6 +37,15 @@ const echoRequest = (value: number, parameters?: Record<string, number>) => ({
   inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [value, value] }],
   ...(parameters === undefined ? {} : { parameters }),
 });
+
+/** A server on a fake model `slow`, no batching, whose every run takes 300 ms; `oneInstance` pins one instance. */
+async function serveSlowModel(t: TestContext, oneInstance: boolean): Promise<{ server: TesseraServer; url: string }> {
+  const repo = await makeTempRepository();
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+  await writeFakeModel(repo, 'slow', 1, echoModel(300), `max_batch_size: 4\ndynamic_batching: false\n${oneInstance ? 'instance_group:\n  count: 1\n' : ''}`);
+  const server = await startTestServer(t, repo);
+  return { server, url: `${server.httpUrl}/v2/models/slow/infer` };
+}
 
 describe('dynamic batching over HTTP', () => {
   test('concurrent requests form one batch, and batched results equal unbatched ones element for element', async (t) => {
@@ -92,11 +102,7 @@ describe('dynamic batching over HTTP', () => {
   });
 
   test('a request whose timeout expires in the queue is answered and never run', async (t) => {
-    const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\ninstance_group:\n  count: 1\n');
-    const server = await startTestServer(t, repo);
-    const url = `${server.httpUrl}/v2/models/slow/infer`;
+    const { server, url } = await serveSlowModel(t, true);
     const first = postJson(url, echoRequest(1));
     await untilHeld(server, 'slow', 1);
     const expired = await postJson(url, echoRequest(2, { timeout: 50_000 })); // 50 ms, in microseconds as Triton
@@ -109,11 +115,7 @@ describe('dynamic batching over HTTP', () => {
   });
 
   test('a request whose client disconnected is removed from the queue before it runs', async (t) => {
-    const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\ninstance_group:\n  count: 1\n');
-    const server = await startTestServer(t, repo);
-    const url = `${server.httpUrl}/v2/models/slow/infer`;
+    const { server, url } = await serveSlowModel(t, true);
     const first = postJson(url, echoRequest(1));
     await untilHeld(server, 'slow', 1);
     const controller = new AbortController();
@@ -129,11 +131,7 @@ describe('dynamic batching over HTTP', () => {
   });
 
   test('a model without instance_group runs on the default two instances: two requests at once', async (t) => {
-    const repo = await makeTempRepository();
-    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    await writeFakeModel(repo, 'slow', 1, echoModel(300), 'max_batch_size: 4\ndynamic_batching: false\n');
-    const server = await startTestServer(t, repo);
-    const url = `${server.httpUrl}/v2/models/slow/infer`;
+    const { server, url } = await serveSlowModel(t, false);
     const started = performance.now();
     const answers = await Promise.all([1, 2].map((v) => postJson(url, echoRequest(v))));
     const elapsed = performance.now() - started;
