@@ -142,10 +142,11 @@ export type ModelConfigFile = z.output<typeof modelConfigSchema>;
 /**
  * Instances of a model whose config has no `instance_group`: two, as Triton gives CPU models,
  * or one on a single core. Each gets half the cores as intra-op threads (onnx/settings.ts).
- * Two single-threaded instances serve more under load than one instance on both cores: an
- * instance's parallel operators wait at each barrier for their slowest thread, so a core taken
- * for a moment by the event loop (or the host) idles the other core too, while two instances
- * lose only the time actually taken. One request alone then runs on half the cores.
+ * An instance's parallel operators wait at each barrier for their slowest thread, so a core
+ * taken for a moment by the event loop idles the other core too; two instances lose only the
+ * time actually taken. Under load they serve as much as one instance on every core, and more
+ * when the event loop is busy (ResNet over V2 JSON: 4-8%); a request alone runs on half the
+ * cores (docs/architecture.md has the measurements).
  */
 export function defaultInstanceCount(cores = availableParallelism()): number {
   return Math.max(1, Math.min(2, cores));
@@ -156,6 +157,7 @@ export function instanceCountOf(config: Pick<ModelConfigFile, 'instance_group'>,
   const groups: readonly { readonly count?: number | undefined }[] = config.instance_group ?? [{}];
   return groups.reduce((sum, group) => sum + (group.count ?? defaultInstanceCount(cores)), 0);
 }
+
 export type VersionPolicy = z.output<typeof versionPolicy>;
 export type DynamicBatchingConfig = z.output<typeof dynamicBatching>;
 
