@@ -9,3 +9,4 @@ export * from './float16.js';
 export * from './json-tensor.js';
 export * from './cancel.js';
 export * from './aligned-views.js';
+export * from './buffer-pool.js';

@@ -385,7 +385,14 @@ export class Engine {
     return refusal;
   }
 
-  /** Run one inference request. Throws TesseraError with a code for every failure. */
+  /**
+   * Run one inference request. Throws TesseraError with a code for every failure.
+   *
+   * The request's input tensors are read only until the returned promise settles (work that
+   * outlives it, shadow and canary replays and audit records, copies what it needs when the
+   * request starts), so the caller may then reuse their memory: the gRPC front door lends
+   * received messages from a pool on that basis.
+   */
   infer(request: InferenceRequest): Promise<InferenceResponse> {
     return this.run(request);
   }

@@ -2,6 +2,7 @@ import type { MethodDefinition, ServiceDefinition } from '@grpc/proto-loader';
 import { decodeModelInferRequest } from './infer-request-decoder.js';
 import { encodeModelInferResponse, encodeModelStreamInferResponse } from './infer-response-encoder.js';
 import type { ModelInferResponseOut, ModelStreamInferResponseOut } from './messages.js';
+import { answerEncoded } from './received-messages.js';
 
 /**
  * The inference service definition with ModelInfer's and ModelStreamInfer's server-side
@@ -19,12 +20,20 @@ export function withInferCodecs(service: ServiceDefinition): ServiceDefinition {
     ModelInfer: {
       ...infer,
       requestDeserialize: decodeModelInferRequest,
-      responseSerialize: (response: object) => encodeModelInferResponse(response as ModelInferResponseOut),
+      responseSerialize: (response: object) => {
+        const bytes = encodeModelInferResponse(response as ModelInferResponseOut);
+        answerEncoded(response);
+        return bytes;
+      },
     },
     ModelStreamInfer: {
       ...stream,
       requestDeserialize: decodeModelInferRequest,
-      responseSerialize: (answer: object) => encodeModelStreamInferResponse(answer as ModelStreamInferResponseOut),
+      responseSerialize: (answer: object) => {
+        const bytes = encodeModelStreamInferResponse(answer as ModelStreamInferResponseOut);
+        answerEncoded(answer);
+        return bytes;
+      },
     },
   };
 }

@@ -7,6 +7,7 @@ import type {
 } from './messages.js';
 import { AlignedViews } from '../../core/aligned-views.js';
 import { ProtobufError, ProtobufReader, WIRE } from './protobuf-reader.js';
+import { noteReceived } from './received-messages.js';
 
 /**
  * ModelInferRequest (proto/grpc_service.proto) decoded by hand, as the ModelInfer and
@@ -85,7 +86,9 @@ export function decodeModelInferRequest(bytes: Buffer): ModelInferRequestMessage
     }
     reader.skip(wire);
   }
-  return { model_name, model_version, id, parameters, inputs, outputs, raw_input_contents };
+  const message = { model_name, model_version, id, parameters, inputs, outputs, raw_input_contents };
+  noteReceived(message, bytes);
+  return message;
 }
 
 function readInput(reader: ProtobufReader, views: AlignedViews): InferInputTensorMessage {

@@ -8,6 +8,7 @@ import { TESSERA_VERSION } from '../../server/version.js';
 import { applyHttp2Windows, DEFAULT_HTTP2_WINDOWS, type Http2Windows } from './flow-control.js';
 import { EngineHealth } from './health.js';
 import { withInferCodecs } from './infer-codecs.js';
+import { installPooledFraming } from './message-framing.js';
 import { LOADER_OPTIONS, loadInferenceProto } from './proto.js';
 import { addReflection } from './reflection.js';
 import { createInferenceService } from './service.js';
@@ -65,6 +66,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_GRPC_MAX_MESSAGE_BYTES;
   const graceMs = options.shutdownGraceMs ?? DEFAULT_GRPC_SHUTDOWN_GRACE_MS;
   const inference = loadInferenceProto();
+  // Received messages in pooled memory, given back once each request is answered (message-framing.ts).
+  installPooledFraming(logger);
   const server = new Server({
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,

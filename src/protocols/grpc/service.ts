@@ -8,6 +8,7 @@ import { toServiceError } from './errors.js';
 import { inferMessage } from './infer.js';
 import type { ModelInferRequestMessage, ModelRefMessage, RepositoryIndexRequestMessage, RepositoryModelRequestMessage } from './messages.js';
 import { encodeModelConfig } from './model-config.js';
+import { releaseOnceEncoded, releaseRequest } from './received-messages.js';
 import { GRPC_EXTENSIONS, type ServerInfo } from './server-info.js';
 import type { StreamInferHandler } from './stream.js';
 
@@ -72,7 +73,12 @@ export function createInferenceService(options: InferenceServiceOptions): Untype
     ModelInfer: unary('ModelInfer', async (call: ServerUnaryCall<ModelInferRequestMessage, unknown>) => {
       const open = openCallScope(call);
       try {
-        return await inferMessage(engine, call.request, open.scope);
+        const response = await inferMessage(engine, call.request, open.scope);
+        releaseOnceEncoded(call.request, response);
+        return response;
+      } catch (error) {
+        releaseRequest(call.request);
+        throw error;
       } finally {
         open.end();
       }

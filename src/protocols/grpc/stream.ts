@@ -5,6 +5,7 @@ import type { Engine } from '../../engine/engine.js';
 import { remainingMs } from './call-scope.js';
 import { inferMessage } from './infer.js';
 import type { ModelInferRequestMessage, ModelInferResponseOut, ModelStreamInferResponseOut } from './messages.js';
+import { releaseOnceEncoded, releaseRequest } from './received-messages.js';
 
 export type StreamCall = ServerDuplexStream<ModelInferRequestMessage, ModelStreamInferResponseOut>;
 export type StreamInferHandler = handleBidiStreamingCall<ModelInferRequestMessage, ModelStreamInferResponseOut>;
@@ -83,8 +84,13 @@ class StreamState {
     this.pending++;
     this.run(message)
       .then(
-        (response): ModelStreamInferResponseOut => ({ error_message: '', infer_response: response }),
+        (response): ModelStreamInferResponseOut => {
+          const answer = { error_message: '', infer_response: response };
+          releaseOnceEncoded(message, answer);
+          return answer;
+        },
         (error: unknown): ModelStreamInferResponseOut => {
+          releaseRequest(message);
           const failure = toTesseraError(error);
           if (failure.category === 'internal') this.logger.error({ rpc: 'ModelStreamInfer', err: error }, failure.message);
           return {

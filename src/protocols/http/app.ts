@@ -174,6 +174,8 @@ function errorHandler(bodyLimitBytes: number, errors: HttpErrorPolicy) {
   return (body: ErrorBody) =>
     (error: FastifyError | TesseraError, _request: unknown, reply: FastifyReply): FastifyReply => {
       const fastifyError = error as { code?: string; statusCode?: number; message: string };
+      // A body refused for its size may still be arriving: close the connection rather than read it all.
+      if (error instanceof TesseraError && error.code === 'PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
       if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
         return sendError(reply, new TesseraError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${bodyLimitBytes} bytes`), errors, body);
       }

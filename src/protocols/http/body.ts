@@ -1,8 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import { promisify } from 'node:util';
 import { gunzip, inflate, inflateRaw, type InputType, type ZlibOptions } from 'node:zlib';
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TesseraError } from '../../core/errors.js';
+import { readBody } from './body-reader.js';
 
 /**
  * Request bodies: every body arrives as one Buffer whatever its content type (each protocol
@@ -22,22 +24,23 @@ const inflateRawAsync = promisify(inflateRaw) as Decompress;
 /** Content-Encoding values accepted on requests. */
 export const REQUEST_ENCODINGS = ['gzip', 'x-gzip', 'deflate', 'identity'] as const;
 
-/** Register the one body parser: raw Buffers for every content type, decompressed when encoded. */
+/** Register the one body parser: raw Buffers for every content type (body-reader.ts), decompressed when encoded. */
 export function registerBodyParser(app: FastifyInstance, bodyLimitBytes: number): void {
   app.removeAllContentTypeParsers();
-  // Callback style: a body without Content-Encoding is handed on synchronously, without the
-  // promise and the extra turn of the microtask queue an async parser costs every request.
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request: FastifyRequest, body: Buffer | string, done: (error: Error | null, body?: Buffer) => void) => {
-    const raw = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-    const encoding = request.headers['content-encoding'];
-    if (encoding === undefined) {
-      done(null, raw);
-      return;
-    }
-    decodeContentEncoding(raw, encoding, bodyLimitBytes).then(
-      (decoded) => done(null, decoded),
-      (error: Error) => done(error),
-    );
+  // Callback style: a body without Content-Encoding is handed on without the promise and the
+  // extra turn of the microtask queue an async parser costs every request.
+  app.addContentTypeParser('*', (request: FastifyRequest, payload: IncomingMessage, done: (error: Error | null, body?: Buffer) => void) => {
+    readBody(payload, bodyLimitBytes, (error, raw) => {
+      const encoding = request.headers['content-encoding'];
+      if (error !== null || raw === undefined || encoding === undefined) {
+        done(error, raw);
+        return;
+      }
+      decodeContentEncoding(raw, encoding, bodyLimitBytes).then(
+        (decoded) => done(null, decoded),
+        (failure: Error) => done(failure),
+      );
+    });
   });
 }
 

@@ -4,9 +4,10 @@ import type { Engine } from '../../../engine/engine.js';
 import type { HttpObservability } from '../app.js';
 import { parseLoadParameters, type LoadParameterValue } from '../../repository-load.js';
 import { parseJsonBody, rawBody } from '../body.js';
+import { giveBackBody } from '../body-reader.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
-import { inferV2, sendV2Reply } from './infer.js';
+import { inferV2, sendV2Reply, type V2Reply } from './infer.js';
 
 
 export interface V2RoutesOptions {
@@ -88,7 +89,14 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
       },
       handle<ModelParams>(async (req, reply) => {
         const caller = callerContext(req, reply, 'v2-http');
-        const answer = await inferV2(engine, rawBody(req), req.headers, { model: req.params.model, version: req.params.version, ...caller });
+        const body = rawBody(req);
+        let answer: V2Reply;
+        try {
+          answer = await inferV2(engine, body, req.headers, { model: req.params.model, version: req.params.version, ...caller });
+        } finally {
+          // Settled and encoded: nothing reads the body any more (Engine.infer), so its memory is lent again.
+          giveBackBody(body);
+        }
         const traceparent = answer.request === undefined ? undefined : options.observability?.traceparentFor?.(answer.request);
         if (traceparent !== undefined) reply.header('traceparent', traceparent);
         if (answer.version !== undefined) reply.header('x-model-version', answer.version);
