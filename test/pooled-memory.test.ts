@@ -145,7 +145,11 @@ describe('received requests in pooled memory', () => {
     for (const buffer of big) assert.equal(pool.giveBack(buffer), true);
     assert.ok(pool.idleByteCount <= 256 * 1024, `idle ${pool.idleByteCount}`);
     assert.equal(pool.idleByteCount, 256 * 1024, 'two of the three given back are kept');
-    assert.deepEqual(pool.counts, { lent: 7, reused: 2, returned: 5 });
+    const moved = pool.lend(5000);
+    structuredClone(moved.buffer, { transfer: [moved.buffer] });
+    assert.equal(pool.giveBack(moved), true);
+    assert.equal(pool.idleByteCount, 256 * 1024, 'memory transferred away is not kept');
+    assert.deepEqual(pool.counts, { lent: 8, reused: 2, returned: 6 });
   });
 
   test('gRPC: concurrent requests in lent memory each get their own tensors back; a shadow replay sees the same inputs', async (t) => {

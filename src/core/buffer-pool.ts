@@ -79,7 +79,8 @@ export class BufferPool {
     const memory = view.buffer;
     if (!(memory instanceof ArrayBuffer) || !this.out.delete(memory)) return false;
     this.counts.returned++;
-    if (this.idleBytes + memory.byteLength <= this.limits.maxIdleBytes) {
+    // Memory transferred to another thread since (detached, length 0) cannot be lent again.
+    if (memory.byteLength > 0 && this.idleBytes + memory.byteLength <= this.limits.maxIdleBytes) {
       this.idle.push(memory);
       this.idleBytes += memory.byteLength;
     }
