@@ -146,7 +146,7 @@ describe('received requests in pooled memory', () => {
     assert.ok(pool.idleByteCount <= 256 * 1024, `idle ${pool.idleByteCount}`);
     assert.equal(pool.idleByteCount, 256 * 1024, 'two of the three given back are kept');
     const moved = pool.lend(5000);
-    structuredClone(moved.buffer, { transfer: [moved.buffer] });
+    structuredClone(moved.buffer, { transfer: [moved.buffer as ArrayBuffer] });
     assert.equal(pool.giveBack(moved), true);
     assert.equal(pool.idleByteCount, 256 * 1024, 'memory transferred away is not kept');
     assert.deepEqual(pool.counts, { lent: 8, reused: 2, returned: 6 });
