@@ -11,9 +11,8 @@ import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { describe, test } from 'node:test';
 
-import { BufferPool } from '../src/core/buffer-pool.js';
-import { MessageFramer, receivedMessagePool } from '../src/protocols/grpc/message-framing.js';
-import { requestBodyPool } from '../src/protocols/http/body-reader.js';
+import { BufferPool, receivedRequestPool } from '../src/core/buffer-pool.js';
+import { MessageFramer } from '../src/protocols/grpc/message-framing.js';
 import { identityModel, makeTempRepository, mulberry32, writeModel } from './support/fixtures.js';
 import { GrpcTestClient, rawOf, rawToFloat32, type InferResponse, type StreamInferResponse } from './support/grpc-client.js';
 import { getJson, startTestServer } from './support/server.js';
@@ -170,7 +169,7 @@ describe('received requests in pooled memory', () => {
       const got = Buffer.from(rawToFloat32(response.raw_output_contents[0]!).buffer);
       assert.ok(got.equals(rawOf(tensorOf(seed))), `${how}: request ${seed} got other values than it sent`);
     };
-    const before = { ...receivedMessagePool.counts };
+    const before = { ...receivedRequestPool.counts };
 
     const UNARY = 96;
     let next = 0;
@@ -197,7 +196,7 @@ describe('received requests in pooled memory', () => {
       check(answer.infer_response!, Number(answer.infer_response!.id), 'ModelStreamInfer');
     }
 
-    const counts = receivedMessagePool.counts;
+    const counts = receivedRequestPool.counts;
     assert.ok(counts.returned - before.returned >= UNARY + STREAMED, `every answered request's memory is given back (${counts.returned - before.returned})`);
     assert.ok(counts.reused - before.reused > 0, 'memory was lent again');
 
@@ -215,7 +214,7 @@ describe('received requests in pooled memory', () => {
     const server = await startTestServer(t, repo);
     const http = new Pool(server.httpUrl, { connections: 8 });
     t.after(() => http.close());
-    const before = { ...requestBodyPool.counts };
+    const before = { ...receivedRequestPool.counts };
     const REQUESTS = 96;
     let next = 0;
     await Promise.all(
@@ -238,7 +237,7 @@ describe('received requests in pooled memory', () => {
         }
       }),
     );
-    const counts = requestBodyPool.counts;
+    const counts = receivedRequestPool.counts;
     assert.ok(counts.returned - before.returned >= REQUESTS, `every answered body is given back (${counts.returned - before.returned})`);
     assert.ok(counts.reused - before.reused > 0, 'memory was lent again');
     const view = await settledShadow(server.managementPort!, 'identity');

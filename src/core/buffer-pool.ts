@@ -1,11 +1,12 @@
 /**
  * Memory for large received messages, handed back and lent again instead of allocated anew.
  *
- * Why: V8 counts every new ArrayBuffer against an external-memory budget and starts a full
- * (mark-compact) collection whenever 64 MB more of them has been allocated since the last one,
- * however little JavaScript the process allocates. A server receiving 600 KB images spends that
- * budget every hundred requests or so, and each collection marks the whole heap. Memory that is
- * lent again is counted once, when it is first allocated.
+ * Why: V8 counts the memory behind ArrayBuffers and starts a full (mark-compact) collection
+ * once 64 MB more of it is held than after the last one, however little JavaScript the process
+ * allocates. Buffers that die young go in scavenges, but a request's body lives as long as the
+ * request (queue and inference), outlives them, and only a mark-compact frees it: a server
+ * receiving 600 KB images ran one every 60-100 requests, each marking the whole heap. Memory
+ * lent again is allocated, and counted, once.
  *
  * The rule that makes reuse safe is the borrower's: a buffer is given back only once nothing
  * reads it any more (for a received request: the engine has settled it and its answer is
@@ -106,3 +107,10 @@ export class BufferPool {
     return memory;
   }
 }
+
+/**
+ * The process's pool for received requests: gRPC messages (src/protocols/grpc/message-framing.ts)
+ * and HTTP bodies (src/protocols/http/body-reader.ts), so that what is kept idle is bounded once
+ * for both.
+ */
+export const receivedRequestPool = new BufferPool();

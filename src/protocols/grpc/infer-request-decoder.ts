@@ -27,7 +27,8 @@ import { noteReceived } from './received-messages.js';
  *
  * It therefore takes ownership of the buffer it decodes: grpc-js hands each received message
  * to the deserializer and keeps no reference to it. A caller that keeps using the buffer must
- * pass a copy.
+ * pass a copy. The decoded message is noted as made from that buffer (received-messages.ts),
+ * whose memory goes back to the pool once the request is answered.
  *
  * Departures from protobufjs, on messages no conforming client sends: a field whose wire type
  * does not match the schema is skipped as unknown (protobufjs misreads it); when a oneof has

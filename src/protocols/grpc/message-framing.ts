@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { BufferPool } from '../../core/buffer-pool.js';
+import { BufferPool, receivedRequestPool } from '../../core/buffer-pool.js';
 import type { Logger } from '../../core/logger.js';
 
 /**
@@ -11,8 +11,8 @@ import type { Logger } from '../../core/logger.js';
  * costs a fresh 600 KB ArrayBuffer on top of the DATA chunks it arrived in. V8 starts a full
  * collection for every 64 MB of new ArrayBuffers (core/buffer-pool.ts), so over gRPC the server
  * ran one every ~0.6 s at ResNet concurrency 16 against ~1 s over the V2 binary extension, and
- * its event loop spent ~0.3 ms more per request. With the message memory lent again, both run
- * one about every second and spend the same per request (docs/grpc.md).
+ * its event loop spent ~0.3 ms more per request. With message memory lent again (and HTTP
+ * bodies too, http/body-reader.ts) none runs under that load (docs/grpc.md).
  *
  * {@link MessageFramer} does what grpc-js's StreamDecoder does (same messages, same error for
  * a message over the size limit), except that a message the pool serves is copied into lent
@@ -80,12 +80,9 @@ export class MessageFramer {
   }
 }
 
-/** The process's pool for received gRPC messages. */
-export const receivedMessagePool = new BufferPool();
-
 /** Give back the memory of a received message (a view of it will do). False when it was not lent. */
 export function givenBack(message: Uint8Array): boolean {
-  return receivedMessagePool.giveBack(message);
+  return receivedRequestPool.giveBack(message);
 }
 
 /** grpc-js's decoder of received messages, as far as this module uses it. */
@@ -99,7 +96,7 @@ let installed: boolean | undefined;
 
 /**
  * Make grpc-js assemble received messages with {@link MessageFramer} over
- * {@link receivedMessagePool}. grpc-js has no option for this: its StreamDecoder (an internal
+ * {@link receivedRequestPool}. grpc-js has no option for this: its StreamDecoder (an internal
  * module, the same since grpc-js 1.0) gets its `write` replaced, once per process, for servers
  * and clients alike (a client's messages are never given back, so they are collected as
  * before). Checked first: if the module or the field the size limit is read from is not what
@@ -125,7 +122,7 @@ export function installPooledFraming(logger?: Logger): boolean {
   decoderClass.prototype.write = function write(this: GrpcStreamDecoder, data: Buffer): Buffer[] {
     let framer = framers.get(this);
     if (framer === undefined) {
-      framer = new MessageFramer(this.maxReadMessageLength, receivedMessagePool);
+      framer = new MessageFramer(this.maxReadMessageLength, receivedRequestPool);
       framers.set(this, framer);
     }
     return framer.write(data);

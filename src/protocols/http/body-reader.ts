@@ -1,9 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { BufferPool } from '../../core/buffer-pool.js';
+import { receivedRequestPool } from '../../core/buffer-pool.js';
 import { TesseraError } from '../../core/errors.js';
-
-/** The process's pool for request bodies (core/buffer-pool.ts says why). */
-export const requestBodyPool = new BufferPool();
 
 /**
  * Read a request body into one Buffer, with the checks Fastify's own reader makes: a body over
@@ -11,7 +8,7 @@ export const requestBodyPool = new BufferPool();
  * that ends short of its Content-Length 400, a connection lost mid-body 400.
  *
  * A body sent as it is (no Content-Encoding) whose Content-Length the pool serves is copied
- * chunk by chunk into memory lent from {@link requestBodyPool}, instead of being collected and
+ * chunk by chunk into memory lent from {@link receivedRequestPool}, instead of being collected and
  * concatenated into a new buffer: a ResNet image over the V2 binary extension is 600 KB, and
  * V8 runs a full collection for every 64 MB of new buffers. The route that reads the body gives
  * it back with {@link giveBackBody} once nothing reads it any more; a body nobody gives back is
@@ -25,7 +22,7 @@ export function readBody(payload: IncomingMessage, limit: number, done: (error: 
     done(tooLarge(limit));
     return;
   }
-  const lent = declared !== undefined && payload.headers['content-encoding'] === undefined && requestBodyPool.serves(declared) ? requestBodyPool.lend(declared) : undefined;
+  const lent = declared !== undefined && payload.headers['content-encoding'] === undefined && receivedRequestPool.serves(declared) ? receivedRequestPool.lend(declared) : undefined;
   const chunks: Buffer[] = [];
   let received = 0;
   let settled = false;
@@ -35,7 +32,7 @@ export function readBody(payload: IncomingMessage, limit: number, done: (error: 
     payload.removeListener('data', onData);
     payload.removeListener('end', onEnd);
     payload.removeListener('error', onError);
-    if (error !== null && lent !== undefined) requestBodyPool.giveBack(lent);
+    if (error !== null && lent !== undefined) receivedRequestPool.giveBack(lent);
     done(error, body);
   };
   const onData = (chunk: Buffer): void => {
@@ -72,7 +69,7 @@ export function readBody(payload: IncomingMessage, limit: number, done: (error: 
 
 /** Give back a body {@link readBody} read, once nothing reads it (or views of it) any more. */
 export function giveBackBody(body: Buffer): void {
-  requestBodyPool.giveBack(body);
+  receivedRequestPool.giveBack(body);
 }
 
 function tooLarge(limit: number): TesseraError {
