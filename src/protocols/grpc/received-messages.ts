@@ -21,24 +21,25 @@ export function noteReceived(message: object, bytes: Uint8Array): void {
 
 /** `message`'s request is settled with nothing to send that views it (an error): give its memory back now. */
 export function releaseRequest(message: object): void {
-  const bytes = receivedBytes.get(message);
-  if (bytes === undefined) return;
-  receivedBytes.delete(message);
-  givenBack(bytes);
+  const bytes = take(receivedBytes, message);
+  if (bytes !== undefined) givenBack(bytes);
 }
 
 /** `message`'s request is settled and answered by `answer`: give its memory back once `answer` is encoded ({@link answerEncoded}). */
 export function releaseOnceEncoded(message: object, answer: object): void {
-  const bytes = receivedBytes.get(message);
-  if (bytes === undefined) return;
-  receivedBytes.delete(message);
-  awaitingEncoding.set(answer, bytes);
+  const bytes = take(receivedBytes, message);
+  if (bytes !== undefined) awaitingEncoding.set(answer, bytes);
 }
 
 /** The serializer has encoded `answer`: nothing reads its request's memory any more. */
 export function answerEncoded(answer: object): void {
-  const bytes = awaitingEncoding.get(answer);
-  if (bytes === undefined) return;
-  awaitingEncoding.delete(answer);
-  givenBack(bytes);
+  const bytes = take(awaitingEncoding, answer);
+  if (bytes !== undefined) givenBack(bytes);
+}
+
+/** The entry of `key`, removed: each received buffer is given back at most once. */
+function take(map: WeakMap<object, Uint8Array>, key: object): Uint8Array | undefined {
+  const bytes = map.get(key);
+  if (bytes !== undefined) map.delete(key);
+  return bytes;
 }
