@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 
 import { BufferPool, receivedRequestPool } from '../src/core/buffer-pool.js';
@@ -244,6 +246,32 @@ describe('received requests in pooled memory', () => {
     assert.equal(view.sent, REQUESTS);
     assert.equal(view.failed, 0);
     assert.equal(view.comparison.meanAbsDiff, 0, 'the shadow saw the inputs the primary saw');
+  });
+
+  test('nothing is lent for a body still arriving: a declared Content-Length costs only what was sent', async (t) => {
+    const repo = await identityWithShadow();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const server = await startTestServer(t, repo);
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], parameters: { binary_data_size: WIDTH * 4 } }] }));
+    const body = Buffer.concat([header, rawOf(tensorOf(5))]);
+    const socket = connect(Number(new URL(server.httpUrl).port), '127.0.0.1');
+    t.after(() => socket.destroy());
+    await once(socket, 'connect');
+    const lentBefore = receivedRequestPool.counts.lent;
+    socket.write(
+      `POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\n` +
+        `Inference-Header-Content-Length: ${header.length}\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    socket.write(body.subarray(0, 1000));
+    // Long enough for the server to have read the headers and the first bytes.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(receivedRequestPool.counts.lent, lentBefore, 'memory lent before the body was complete');
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.write(body.subarray(1000));
+    await once(socket, 'end');
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.equal(receivedRequestPool.counts.lent, lentBefore + 1, 'the complete body is in lent memory');
   });
 
   test('a body the pool would serve is still refused 413 above the body limit, and the connection closed', async (t) => {

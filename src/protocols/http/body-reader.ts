@@ -7,12 +7,13 @@ import { TesseraError } from '../../core/errors.js';
  * `limit` bytes (by its Content-Length before reading, or as it arrives) is refused 413, one
  * that ends short of its Content-Length 400, a connection lost mid-body 400.
  *
- * A body sent as it is (no Content-Encoding) whose Content-Length the pool serves is copied
- * chunk by chunk into memory lent from {@link receivedRequestPool}, instead of being collected and
- * concatenated into a new buffer: a ResNet image over the V2 binary extension is 600 KB, and
- * V8 runs a full collection for every 64 MB of new buffers. The route that reads the body gives
- * it back with {@link giveBackBody} once nothing reads it any more; a body nobody gives back is
- * collected as any other.
+ * The chunks are joined, once the body is complete, into memory lent from
+ * {@link receivedRequestPool} when the pool serves its length, instead of a new buffer: a ResNet
+ * image over the V2 binary extension is 600 KB, and V8 runs a full collection for every 64 MB
+ * of new buffers that outlive a scavenge. Nothing is lent before the body has arrived, so a
+ * client that declares a large Content-Length and sends little holds no more memory than it
+ * sent. The route that reads the body gives it back with {@link giveBackBody} once nothing
+ * reads it any more; a body nobody gives back is collected as any other.
  */
 export function readBody(payload: IncomingMessage, limit: number, done: (error: Error | null, body?: Buffer) => void): void {
   const header = payload.headers['content-length'];
@@ -22,7 +23,6 @@ export function readBody(payload: IncomingMessage, limit: number, done: (error: 
     done(tooLarge(limit));
     return;
   }
-  const lent = declared !== undefined && payload.headers['content-encoding'] === undefined && receivedRequestPool.serves(declared) ? receivedRequestPool.lend(declared) : undefined;
   const chunks: Buffer[] = [];
   let received = 0;
   let settled = false;
@@ -32,31 +32,22 @@ export function readBody(payload: IncomingMessage, limit: number, done: (error: 
     payload.removeListener('data', onData);
     payload.removeListener('end', onEnd);
     payload.removeListener('error', onError);
-    if (error !== null && lent !== undefined) receivedRequestPool.giveBack(lent);
     done(error, body);
   };
   const onData = (chunk: Buffer): void => {
-    if (received + chunk.length > limit) {
+    received += chunk.length;
+    if (received > limit) {
       finish(tooLarge(limit));
       return;
     }
-    if (lent !== undefined) {
-      if (received + chunk.length > lent.length) {
-        finish(lengthMismatch());
-        return;
-      }
-      chunk.copy(lent, received);
-    } else {
-      chunks.push(chunk);
-    }
-    received += chunk.length;
+    chunks.push(chunk);
   };
   const onEnd = (): void => {
     if (declared !== undefined && received !== declared) {
       finish(lengthMismatch());
       return;
     }
-    finish(null, lent ?? Buffer.concat(chunks, received));
+    finish(null, join(chunks, received, payload.headers['content-encoding'] === undefined));
   };
   const onError = (error: Error & { statusCode?: number }): void => {
     error.statusCode ??= 400;
@@ -65,6 +56,15 @@ export function readBody(payload: IncomingMessage, limit: number, done: (error: 
   payload.on('data', onData);
   payload.on('end', onEnd);
   payload.on('error', onError);
+}
+
+/** The chunks in one buffer: lent from the pool when it serves that length and the bytes are the body as sent (not compressed). */
+function join(chunks: readonly Buffer[], length: number, poolable: boolean): Buffer {
+  if (!poolable || !receivedRequestPool.serves(length)) return Buffer.concat(chunks, length);
+  const body = receivedRequestPool.lend(length);
+  let offset = 0;
+  for (const chunk of chunks) offset += chunk.copy(body, offset);
+  return body;
 }
 
 /** Give back a body {@link readBody} read, once nothing reads it (or views of it) any more. */
