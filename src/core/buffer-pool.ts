@@ -10,7 +10,7 @@
  *
  * The rule that makes reuse safe is the borrower's: a buffer is given back only once nothing
  * reads it any more (for a received request: the engine has settled it and its answer is
- * encoded; see Engine.infer). A buffer that is never given back is simply collected, as any
+ * encoded; see Engine.infer). A buffer that is never given back is simply collected, like any
  * other: nothing is lost but the reuse.
  */
 

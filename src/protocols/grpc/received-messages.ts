@@ -6,7 +6,7 @@ import { givenBack } from './message-framing.js';
  * first (the engine reads input tensors only until the promise of Engine.infer settles), and
  * when it is answered, the answer encoded, since an output may be a view of an input.
  * Memory whose request never gets that far (a call cancelled before its answer is written, a
- * message grpc-js refused) is not given back and is collected as any other.
+ * message grpc-js refused) is not given back and is collected like any other.
  */
 
 /** Request message -> the received bytes it was decoded from. */

@@ -13,7 +13,7 @@ import { TesseraError } from '../../core/errors.js';
  * of new buffers that outlive a scavenge. Nothing is lent before the body has arrived, so a
  * client that declares a large Content-Length and sends little holds no more memory than it
  * sent. The route that reads the body gives it back with {@link giveBackBody} once nothing
- * reads it any more; a body nobody gives back is collected as any other.
+ * reads it any more; a body nobody gives back is collected like any other.
  */
 export function readBody(payload: IncomingMessage, limit: number, done: (error: Error | null, body?: Buffer) => void): void {
   const header = payload.headers['content-length'];
