@@ -248,6 +248,37 @@ describe('received requests in pooled memory', () => {
     assert.equal(view.comparison.meanAbsDiff, 0, 'the shadow saw the inputs the primary saw');
   });
 
+  test('TF Serving: JSON bodies in lent memory are given back once parsed, and each request gets its own values back', async (t) => {
+    const repo = await identityWithShadow();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const server = await startTestServer(t, repo);
+    const http = new Pool(server.httpUrl, { connections: 8 });
+    t.after(() => http.close());
+    const before = { ...receivedRequestPool.counts };
+    const REQUESTS = 48;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let seed = next++; seed < REQUESTS; seed = next++) {
+          const values = tensorOf(2000 + seed);
+          const response = await http.request({
+            method: 'POST',
+            path: '/v1/models/identity:predict',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ instances: [Array.from(values)] }),
+          });
+          const text = await response.body.text();
+          assert.equal(response.statusCode, 200, text.slice(0, 300));
+          const got = Float32Array.from((JSON.parse(text) as { predictions: number[][] }).predictions[0]!);
+          assert.ok(Buffer.from(got.buffer).equals(rawOf(values)), `request ${seed} got other values than it sent`);
+        }
+      }),
+    );
+    const counts = receivedRequestPool.counts;
+    assert.ok(counts.returned - before.returned >= REQUESTS, `every parsed body is given back (${counts.returned - before.returned})`);
+    assert.ok(counts.reused - before.reused > 0, 'memory was lent again');
+  });
+
   test('nothing is lent for a body still arriving: a declared Content-Length costs only what was sent', async (t) => {
     const repo = await identityWithShadow();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

@@ -4,7 +4,7 @@ import { gunzip, inflate, inflateRaw, type InputType, type ZlibOptions } from 'n
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TesseraError } from '../../core/errors.js';
-import { readBody } from './body-reader.js';
+import { giveBackBody, readBody } from './body-reader.js';
 
 /**
  * Request bodies: every body arrives as one Buffer whatever its content type (each protocol
@@ -115,6 +115,19 @@ export function rawBody(request: FastifyRequest): Buffer {
 export function parseJsonBody(body: unknown): unknown {
   if (!Buffer.isBuffer(body) || body.length === 0) throw new TesseraError('INVALID_REQUEST', 'the request body is empty; expected a JSON object');
   return parseJsonText(body, 'the request body');
+}
+
+/**
+ * Parse a request's body as JSON and give its memory back to the pool it was read into
+ * (body-reader.ts): the parsed value holds no view of the bytes. The route must not read
+ * `request.body` afterwards.
+ */
+export function takeJsonBody(request: FastifyRequest): unknown {
+  try {
+    return parseJsonBody(request.body);
+  } finally {
+    if (Buffer.isBuffer(request.body)) giveBackBody(request.body);
+  }
 }
 
 /** Parse bytes as JSON; `what` names them in the error message. */

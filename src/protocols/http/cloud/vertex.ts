@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
-import { parseJsonBody } from '../body.js';
+import { takeJsonBody } from '../body.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { describe } from '../../../core/json-tensor.js';
@@ -43,7 +43,7 @@ export function registerVertexRoutes(app: FastifyInstance, options: VertexOption
     route(options.predictRoute),
     handle(async (req, reply) => {
       const model = singleModel(engine, options.defaultModel);
-      const body = parseJsonBody(req.body);
+      const body = takeJsonBody(req);
       if (!isNamedObject(body) || !('instances' in body)) {
         throw new TesseraError('INVALID_REQUEST', `the body must be a JSON object {"instances": [...], "parameters": {...}}, got ${isNamedObject(body) ? "an object without 'instances'" : describe(body)}`);
       }

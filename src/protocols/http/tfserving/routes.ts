@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
-import { parseJsonBody } from '../body.js';
+import { takeJsonBody } from '../body.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { modelMetadata, modelStatus } from './metadata.js';
@@ -61,7 +61,7 @@ export function registerTfServingRoutes(app: FastifyInstance, options: TfServing
           throw new TesseraError('INVALID_REQUEST', `':${verb}' is not supported: TF Serving's classify and regress APIs need tf.Example signatures; use ':predict'`);
         }
         const version = versionOf(engine, model, kind, { version: head, label: head });
-        const body = parseJsonBody(req.body);
+        const body = takeJsonBody(req);
         const caller = callerContext(req, reply, 'tfserving');
         const answer = await predict(engine, body, { model, ...(version === undefined ? {} : { version }), ...caller });
         return sendJson(reply, 200, answer);
