@@ -11,9 +11,10 @@ import { rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 
-import { BufferPool, receivedRequestPool } from '../src/core/buffer-pool.js';
+import { BufferPool, receivedRequestPool, type BufferPoolCounts } from '../src/core/buffer-pool.js';
+import type { TesseraServer } from '../src/server/server.js';
 import { MessageFramer } from '../src/protocols/grpc/message-framing.js';
 import { identityModel, makeTempRepository, mulberry32, writeModel } from './support/fixtures.js';
 import { GrpcTestClient, rawOf, rawToFloat32, type InferResponse, type StreamInferResponse } from './support/grpc-client.js';
@@ -72,6 +73,16 @@ async function settledShadow(managementPort: number, model: string): Promise<Sha
   }
 }
 
+/** Run `send(seed)` for seeds first..first+count-1, 8 at a time. */
+async function eightAtATime(first: number, count: number, send: (seed: number) => Promise<void>): Promise<void> {
+  let next = first;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let seed = next++; seed < first + count; seed = next++) await send(seed);
+    }),
+  );
+}
+
 /** A repository with an FP32 identity model in two identical versions, every request replayed on version 2. */
 async function identityWithShadow(): Promise<string> {
   const repo = await makeTempRepository();
@@ -79,6 +90,16 @@ async function identityWithShadow(): Promise<string> {
   await writeModel(repo, 'identity', 1, identityModel('FP32', [-1, -1]), { 'config.yaml': config });
   await writeModel(repo, 'identity', 2, identityModel('FP32', [-1, -1]));
   return repo;
+}
+
+/** {@link identityWithShadow} served for test `t`, an 8-connection HTTP pool to it, and the received-request pool's counts before. */
+async function servedIdentity(t: TestContext): Promise<{ server: TesseraServer; http: Pool; before: BufferPoolCounts }> {
+  const repo = await identityWithShadow();
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+  const server = await startTestServer(t, repo);
+  const http = new Pool(server.httpUrl, { connections: 8 });
+  t.after(() => http.close());
+  return { server, http, before: { ...receivedRequestPool.counts } };
 }
 
 /** 160 KB of seeded values (above the pools' 64 KiB minimum), each seed its own. */
@@ -174,12 +195,7 @@ describe('received requests in pooled memory', () => {
     const before = { ...receivedRequestPool.counts };
 
     const UNARY = 96;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        for (let seed = next++; seed < UNARY; seed = next++) check(await client.call<InferResponse>('ModelInfer', requestOf(seed)), seed, 'ModelInfer');
-      }),
-    );
+    await eightAtATime(0, UNARY, async (seed) => check(await client.call<InferResponse>('ModelInfer', requestOf(seed)), seed, 'ModelInfer'));
 
     const STREAMED = 48;
     const stream = client.stream();
@@ -211,34 +227,24 @@ describe('received requests in pooled memory', () => {
   });
 
   test('V2 binary: concurrent bodies in lent memory each get their own tensors back; a shadow replay sees the same inputs', async (t) => {
-    const repo = await identityWithShadow();
-    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    const server = await startTestServer(t, repo);
-    const http = new Pool(server.httpUrl, { connections: 8 });
-    t.after(() => http.close());
-    const before = { ...receivedRequestPool.counts };
+    const { server, http, before } = await servedIdentity(t);
     const REQUESTS = 96;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        for (let seed = next++; seed < REQUESTS; seed = next++) {
-          const header = Buffer.from(
-            JSON.stringify({ id: String(seed), inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], parameters: { binary_data_size: WIDTH * 4 } }], parameters: { binary_data_output: true } }),
-          );
-          const response = await http.request({
-            method: 'POST',
-            path: '/v2/models/identity/infer',
-            headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
-            body: Buffer.concat([header, rawOf(tensorOf(seed))]),
-          });
-          const body = Buffer.from(await response.body.arrayBuffer());
-          assert.equal(response.statusCode, 200, body.subarray(0, 300).toString());
-          const headerLength = Number(response.headers['inference-header-content-length']);
-          assert.equal((JSON.parse(body.subarray(0, headerLength).toString()) as { id: string }).id, String(seed));
-          assert.ok(body.subarray(headerLength).equals(rawOf(tensorOf(seed))), `request ${seed} got other values than it sent`);
-        }
-      }),
-    );
+    await eightAtATime(0, REQUESTS, async (seed) => {
+      const header = Buffer.from(
+        JSON.stringify({ id: String(seed), inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], parameters: { binary_data_size: WIDTH * 4 } }], parameters: { binary_data_output: true } }),
+      );
+      const response = await http.request({
+        method: 'POST',
+        path: '/v2/models/identity/infer',
+        headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+        body: Buffer.concat([header, rawOf(tensorOf(seed))]),
+      });
+      const body = Buffer.from(await response.body.arrayBuffer());
+      assert.equal(response.statusCode, 200, body.subarray(0, 300).toString());
+      const headerLength = Number(response.headers['inference-header-content-length']);
+      assert.equal((JSON.parse(body.subarray(0, headerLength).toString()) as { id: string }).id, String(seed));
+      assert.ok(body.subarray(headerLength).equals(rawOf(tensorOf(seed))), `request ${seed} got other values than it sent`);
+    });
     const counts = receivedRequestPool.counts;
     assert.ok(counts.returned - before.returned >= REQUESTS, `every answered body is given back (${counts.returned - before.returned})`);
     assert.ok(counts.reused - before.reused > 0, 'memory was lent again');
@@ -249,31 +255,21 @@ describe('received requests in pooled memory', () => {
   });
 
   test('TF Serving: JSON bodies in lent memory are given back once parsed, and each request gets its own values back', async (t) => {
-    const repo = await identityWithShadow();
-    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    const server = await startTestServer(t, repo);
-    const http = new Pool(server.httpUrl, { connections: 8 });
-    t.after(() => http.close());
-    const before = { ...receivedRequestPool.counts };
+    const { server, http, before } = await servedIdentity(t);
     const REQUESTS = 48;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        for (let seed = next++; seed < REQUESTS; seed = next++) {
-          const values = tensorOf(2000 + seed);
-          const response = await http.request({
-            method: 'POST',
-            path: '/v1/models/identity:predict',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ instances: [Array.from(values)] }),
-          });
-          const text = await response.body.text();
-          assert.equal(response.statusCode, 200, text.slice(0, 300));
-          const got = Float32Array.from((JSON.parse(text) as { predictions: number[][] }).predictions[0]!);
-          assert.ok(Buffer.from(got.buffer).equals(rawOf(values)), `request ${seed} got other values than it sent`);
-        }
-      }),
-    );
+    await eightAtATime(0, REQUESTS, async (seed) => {
+      const values = tensorOf(2000 + seed);
+      const response = await http.request({
+        method: 'POST',
+        path: '/v1/models/identity:predict',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ instances: [Array.from(values)] }),
+      });
+      const text = await response.body.text();
+      assert.equal(response.statusCode, 200, text.slice(0, 300));
+      const got = Float32Array.from((JSON.parse(text) as { predictions: number[][] }).predictions[0]!);
+      assert.ok(Buffer.from(got.buffer).equals(rawOf(values)), `request ${seed} got other values than it sent`);
+    });
     const counts = receivedRequestPool.counts;
     assert.ok(counts.returned - before.returned >= REQUESTS, `every parsed body is given back (${counts.returned - before.returned})`);
     assert.ok(counts.reused - before.reused > 0, 'memory was lent again');
