@@ -17,7 +17,7 @@ import type { Logger } from '../../core/logger.js';
  * {@link MessageFramer} does what grpc-js's StreamDecoder does (same messages, same error for
  * a message over the size limit), except that a message the pool serves is copied into lent
  * memory instead of a new buffer. {@link installPooledFraming} puts it under grpc-js's decoder.
- * The pool only takes memory back when told to ({@link givenBack}); received-messages.ts says
+ * The pool only takes memory back when told to (BufferPool.giveBack); received-messages.ts says
  * when that is for a request.
  */
 export class MessageFramer {
@@ -78,11 +78,6 @@ export class MessageFramer {
     this.length = -1;
     return message;
   }
-}
-
-/** Give back the memory of a received message (a view of it will do). False when it was not lent. */
-export function givenBack(message: Uint8Array): boolean {
-  return receivedRequestPool.giveBack(message);
 }
 
 /** grpc-js's decoder of received messages, as far as this module uses it. */

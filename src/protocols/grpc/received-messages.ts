@@ -1,4 +1,4 @@
-import { givenBack } from './message-framing.js';
+import { receivedRequestPool } from '../../core/buffer-pool.js';
 
 /**
  * When the memory an inference request was received in goes back to the pool
@@ -22,7 +22,7 @@ export function noteReceived(message: object, bytes: Uint8Array): void {
 /** `message`'s request is settled with nothing to send that views it (an error): give its memory back now. */
 export function releaseRequest(message: object): void {
   const bytes = take(receivedBytes, message);
-  if (bytes !== undefined) givenBack(bytes);
+  if (bytes !== undefined) receivedRequestPool.giveBack(bytes);
 }
 
 /** `message`'s request is settled and answered by `answer`: give its memory back once `answer` is encoded ({@link answerEncoded}). */
@@ -34,7 +34,7 @@ export function releaseOnceEncoded(message: object, answer: object): void {
 /** The serializer has encoded `answer`: nothing reads its request's memory any more. */
 export function answerEncoded(answer: object): void {
   const bytes = take(awaitingEncoding, answer);
-  if (bytes !== undefined) givenBack(bytes);
+  if (bytes !== undefined) receivedRequestPool.giveBack(bytes);
 }
 
 /** The entry of `key`, removed: each received buffer is given back at most once. */

@@ -129,7 +129,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     void app.register(fastifyCompress, { global: true, globalDecompression: false, encodings: ['gzip', 'deflate'], threshold: compression.thresholdBytes });
   }
 
-  const onError = errorHandler(options.bodyLimitBytes, errors);
+  const onError = errorHandler(errors);
   app.setErrorHandler(onError(errorObject));
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new TesseraError('ROUTE_NOT_FOUND', `no endpoint ${request.method} ${request.url}`), errors),
@@ -167,18 +167,15 @@ function requestTimeouts(requestTimeoutMs: number): { requestTimeout: number; ht
 }
 
 /**
- * Errors raised before a handler runs (body too large, bad content length, a body the parser
- * refused) in the error shape `body` of the scope's protocol.
+ * Errors raised before a handler runs (body too large or short of its Content-Length, from
+ * body-reader.ts; a request Fastify refused) in the error shape `body` of the scope's protocol.
  */
-function errorHandler(bodyLimitBytes: number, errors: HttpErrorPolicy) {
+function errorHandler(errors: HttpErrorPolicy) {
   return (body: ErrorBody) =>
     (error: FastifyError | TesseraError, _request: unknown, reply: FastifyReply): FastifyReply => {
       const fastifyError = error as { code?: string; statusCode?: number; message: string };
       // A body refused for its size may still be arriving: close the connection rather than read it all.
       if (error instanceof TesseraError && error.code === 'PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
-      if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        return sendError(reply, new TesseraError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${bodyLimitBytes} bytes`), errors, body);
-      }
       if (!(error instanceof TesseraError) && fastifyError.statusCode !== undefined && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
         return sendError(reply, new TesseraError('INVALID_REQUEST', fastifyError.message), errors, body);
       }

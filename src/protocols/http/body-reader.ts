@@ -12,7 +12,7 @@ import { TesseraError } from '../../core/errors.js';
  * image over the V2 binary extension is 600 KB, and V8 runs a full collection for every 64 MB
  * of new buffers that outlive a scavenge. Nothing is lent before the body has arrived, so a
  * client that declares a large Content-Length and sends little holds no more memory than it
- * sent. The route that reads the body gives it back with {@link giveBackBody} once nothing
+ * sent. The route that reads the body gives it back (`receivedRequestPool.giveBack`) once nothing
  * reads it any more; a body nobody gives back is collected like any other.
  */
 export function readBody(payload: IncomingMessage, limit: number, done: (error: Error | null, body?: Buffer) => void): void {
@@ -65,11 +65,6 @@ function join(chunks: readonly Buffer[], length: number, poolable: boolean): Buf
   let offset = 0;
   for (const chunk of chunks) offset += chunk.copy(body, offset);
   return body;
-}
-
-/** Give back a body {@link readBody} read, once nothing reads it (or views of it) any more. */
-export function giveBackBody(body: Buffer): void {
-  receivedRequestPool.giveBack(body);
 }
 
 function tooLarge(limit: number): TesseraError {

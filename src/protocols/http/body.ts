@@ -4,7 +4,8 @@ import { gunzip, inflate, inflateRaw, type InputType, type ZlibOptions } from 'n
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TesseraError } from '../../core/errors.js';
-import { giveBackBody, readBody } from './body-reader.js';
+import { receivedRequestPool } from '../../core/buffer-pool.js';
+import { readBody } from './body-reader.js';
 
 /**
  * Request bodies: every body arrives as one Buffer whatever its content type (each protocol
@@ -126,7 +127,7 @@ export function takeJsonBody(request: FastifyRequest): unknown {
   try {
     return parseJsonBody(request.body);
   } finally {
-    if (Buffer.isBuffer(request.body)) giveBackBody(request.body);
+    if (Buffer.isBuffer(request.body)) receivedRequestPool.giveBack(request.body);
   }
 }
 

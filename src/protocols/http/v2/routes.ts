@@ -4,7 +4,7 @@ import type { Engine } from '../../../engine/engine.js';
 import type { HttpObservability } from '../app.js';
 import { parseLoadParameters, type LoadParameterValue } from '../../repository-load.js';
 import { parseJsonBody, rawBody } from '../body.js';
-import { giveBackBody } from '../body-reader.js';
+import { receivedRequestPool } from '../../../core/buffer-pool.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
 import { inferV2, sendV2Reply, type V2Reply } from './infer.js';
@@ -95,7 +95,7 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
           answer = await inferV2(engine, body, req.headers, { model: req.params.model, version: req.params.version, ...caller });
         } finally {
           // Settled and encoded: nothing reads the body any more (Engine.infer), so its memory is lent again.
-          giveBackBody(body);
+          receivedRequestPool.giveBack(body);
         }
         const traceparent = answer.request === undefined ? undefined : options.observability?.traceparentFor?.(answer.request);
         if (traceparent !== undefined) reply.header('traceparent', traceparent);
