@@ -164,37 +164,47 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
     }
   }
 
-  const opened = await openSource(options.input, inputFormat, options.csvDelimiter);
-  // With cores to spare, chunks are decoded in a reader thread beside the model; on two cores
-  // or fewer the model's threads use them all and the extra thread only costs. Dry runs read a
-  // few rows here.
+  const labels = options.labelsFile === undefined ? undefined : await readLabels(options.labelsFile);
+  // The model loads (or the remote endpoint is checked) while the input is opened.
+  const loadStarted = performance.now();
+  const starting: Promise<Executor> =
+    options.url === undefined
+      ? LocalExecutor.start({
+          repository: options.repository,
+          model: options.model,
+          version: options.version,
+          batchSize: wantedBatch ?? DEFAULT_BATCH_SIZE,
+          instances,
+          intraOpThreads: positiveInteger(options.intraOpThreads, '--intra-op-threads'),
+          warmup: !options.dryRun,
+        })
+      : RemoteExecutor.start({
+          url: options.url,
+          model: options.model,
+          version: options.version,
+          connections: wantedConcurrency ?? DEFAULT_REMOTE_CONCURRENCY,
+          retries: options.retries,
+          timeoutMs: options.timeoutMs,
+          ...(options.backoffMs === undefined ? {} : { backoffMs: options.backoffMs }),
+          labels,
+        });
+  // Its failure is reported when it is awaited, after the input's.
+  starting.catch(() => undefined);
+  let opened: InputSource;
+  try {
+    opened = await openSource(options.input, inputFormat, options.csvDelimiter);
+  } catch (error) {
+    await starting.then((started) => started.close(), () => undefined);
+    throw error;
+  }
+  // With two cores or more, chunks are decoded in a reader thread beside the model (on two
+  // cores it still runs the job faster than decoding on the main thread that feeds the
+  // instances); on one core it would only take turns with them. Dry runs read a few rows here.
   const threaded = options.readerThread ?? availableParallelism() >= 2;
   const source = options.dryRun || !threaded ? opened : new ThreadedSource(opened, options.csvDelimiter);
   let executor: Executor | undefined;
   try {
-    const labels = options.labelsFile === undefined ? undefined : await readLabels(options.labelsFile);
-    const loadStarted = performance.now();
-    executor =
-      options.url === undefined
-        ? await LocalExecutor.start({
-            repository: options.repository,
-            model: options.model,
-            version: options.version,
-            batchSize: wantedBatch ?? DEFAULT_BATCH_SIZE,
-            instances,
-            intraOpThreads: positiveInteger(options.intraOpThreads, '--intra-op-threads'),
-            warmup: !options.dryRun,
-          })
-        : await RemoteExecutor.start({
-            url: options.url,
-            model: options.model,
-            version: options.version,
-            connections: wantedConcurrency ?? DEFAULT_REMOTE_CONCURRENCY,
-            retries: options.retries,
-            timeoutMs: options.timeoutMs,
-            ...(options.backoffMs === undefined ? {} : { backoffMs: options.backoffMs }),
-            labels,
-          });
+    executor = await starting;
     const loadSeconds = (performance.now() - loadStarted) / 1000;
     const concurrency =
       wantedConcurrency ?? (executor instanceof LocalExecutor ? REQUESTS_PER_INSTANCE * executor.instances : DEFAULT_REMOTE_CONCURRENCY);

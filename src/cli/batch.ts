@@ -152,7 +152,7 @@ export function batchProgramCommand(): Command {
     .option('--retries <n>', 'remote: retries of a refused (429/503), failed (5xx) or disconnected request', '8')
     .option('--timeout-ms <ms>', 'remote: per-request timeout', '120000')
     .option('--csv-delimiter <char>', "CSV delimiter (default ',' or tab for .tsv)")
-    .addOption(new Option('--reader-thread <mode>', 'decode the input in a worker thread beside the model (auto: when there are more than 2 cores)').choices(['auto', 'on', 'off']).default('auto'))
+    .addOption(new Option('--reader-thread <mode>', 'decode the input in a worker thread beside the model (auto: on with 2 cores or more)').choices(['auto', 'on', 'off']).default('auto'))
     .addOption(new Option('--compression <codec>', 'Parquet output compression').choices(['snappy', 'gzip', 'none']).default('snappy'))
     .option('--restart', 'discard an existing checkpoint of this output and start over')
     .option('--overwrite', 'replace an existing output file')
