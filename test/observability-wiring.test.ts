@@ -75,12 +75,28 @@ test('tracing and the audit log, configured on the server, see real requests', a
   assert.match(response.headers.get('traceparent') ?? '', new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
   assert.notEqual(response.headers.get('traceparent'), `00-${traceId}-00f067aa0ba902b7-01`, 'the server answers with its own span');
   assert.equal((await postJson(`${server.httpUrl}/v2/models/id/infer`, rowsRequest([[5, 6, 7, 8]]))).status, 200);
+  // Refused by the engine (3 values a row where the model takes 4): the error answer names its span too.
+  const refused = await fetch(`${server.httpUrl}/v2/models/id/infer`, {
+    method: 'POST',
+    headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+    body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] }),
+  });
+  assert.equal(refused.status, 400);
+  assert.match(refused.headers.get('traceparent') ?? '', new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+  // Refused while decoding, before the engine: no span, no traceparent.
+  const malformed = await fetch(`${server.httpUrl}/v2/models/id/infer`, { method: 'POST', headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` }, body: '{"inputs": 3}' });
+  assert.equal(malformed.status, 400);
+  assert.equal(malformed.headers.get('traceparent'), null);
 
   await server.close(); // flushes the audit log and exports spans
   assert.ok(received.some((body) => body.includes(traceId) || body.includes(Buffer.from(traceId, 'hex').toString('latin1'))), 'spans reached the collector');
   const files = await readdir(auditDir);
   const lines = (await Promise.all(files.map((f) => readFile(join(auditDir, f), 'utf8')))).join('').trim().split('\n');
-  assert.equal(lines.length, 2);
   const records = lines.map((line) => JSON.parse(line) as { model: string; version: string; outcome: string; protocol: string });
-  assert.deepEqual(records.map((r) => [r.model, r.version, r.outcome, r.protocol]), [['id', '1', 'success', 'v2-http'], ['id', '1', 'success', 'v2-http']]);
+  // The request refused while decoding never reached the engine: it is not audited.
+  assert.deepEqual(records.map((r) => [r.model, r.version, r.outcome, r.protocol]), [
+    ['id', '1', 'success', 'v2-http'],
+    ['id', '1', 'success', 'v2-http'],
+    ['id', '1', 'INVALID_INPUT_SHAPE', 'v2-http'],
+  ]);
 });

@@ -72,8 +72,23 @@ export async function inferV2(engine: Engine, body: Buffer, headers: IncomingHtt
 export async function inferV2Json(engine: Engine, json: unknown, target: RequestTarget, tail?: BinaryTail): Promise<V2Reply> {
   const request = decodeInferenceRequest(json, target, tail);
   const plan = planOutputs(request);
-  const response = applyClassification(engine, await engine.infer(request), plan);
+  let answered: InferenceResponse;
+  try {
+    answered = await engine.infer(request);
+  } catch (error) {
+    if (typeof error === 'object' && error !== null) failedInEngine.set(error, request);
+    throw error;
+  }
+  const response = applyClassification(engine, answered, plan);
   return { ...encodeV2Reply(response, plan), request, version: response.version };
+}
+
+/** Requests the engine failed, by their error: their answer still names their trace. */
+const failedInEngine = new WeakMap<object, InferenceRequest>();
+
+/** The request an error of inferV2 / inferV2Json came from, when the engine ran (and failed) it. */
+export function requestFailedInEngine(error: unknown): InferenceRequest | undefined {
+  return typeof error === 'object' && error !== null ? failedInEngine.get(error) : undefined;
 }
 
 /** Replace outputs requested with `classification` by their top-k BYTES tensors. */

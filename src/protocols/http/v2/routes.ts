@@ -7,7 +7,7 @@ import { parseJsonBody, rawBody } from '../body.js';
 import { receivedRequestPool } from '../../../core/buffer-pool.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
-import { inferV2, sendV2Reply, type V2Reply } from './infer.js';
+import { inferV2, requestFailedInEngine, sendV2Reply, type V2Reply } from './infer.js';
 
 
 export interface V2RoutesOptions {
@@ -93,6 +93,12 @@ export function registerV2Routes(app: FastifyInstance, options: V2RoutesOptions)
         let answer: V2Reply;
         try {
           answer = await inferV2(engine, body, req.headers, { model: req.params.model, version: req.params.version, ...caller });
+        } catch (error) {
+          // A request the engine failed has a span too: the error answer names it.
+          const failed = requestFailedInEngine(error);
+          const traceparent = failed === undefined ? undefined : options.observability?.traceparentFor?.(failed);
+          if (traceparent !== undefined) reply.header('traceparent', traceparent);
+          throw error;
         } finally {
           // Settled and encoded: nothing reads the body any more (Engine.infer), so its memory is lent again.
           receivedRequestPool.giveBack(body);
