@@ -305,6 +305,55 @@ describe('router (fake engine)', () => {
     await router.close();
   });
 
+  test('a canary mirroring from the stable version replays stable requests on the canary, compares them and promotes', async () => {
+    const clock = new ManualClock();
+    let defaultVersion = '1';
+    const router = await Router.create({
+      engine: {
+        servingVersions: (model) => (model === 'm' ? { ready: ['1', '2'], defaultVersion } : undefined),
+        setDefaultVersion: (_model, version) => {
+          defaultVersion = version ?? '2';
+        },
+      },
+      configOf: () => undefined,
+      models: () => ['m'],
+      clock,
+      random: (() => {
+        let i = 0;
+        return () => (i++ % 10) / 10;
+      })(),
+    });
+    const ran: string[] = [];
+    const dispatch = router.interceptor(async (_request: InferenceRequest, target): Promise<InferenceResponse> => {
+      const version = target.version ?? defaultVersion;
+      ran.push(version);
+      return { model: target.model, version, outputs: [{ name: 'p', datatype: 'FP32', shape: [1, 2], data: new Float32Array([0.9, 0.1]) }] };
+    }) satisfies InferDispatch;
+    router.startCanary('m', { version: '2', steps: [50, 100], hold: 100, gates: { min_requests: 2, min_comparisons: 2, p99_floor_ms: 1000 }, mirror: { share: 1, from: 'stable' } });
+    const request = (): InferenceRequest => ({ model: 'm', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: new Float32Array([1, 2]) }] });
+    for (let i = 0; i < 10; i++) await dispatch(request(), request(), () => undefined);
+    await new Promise((resolve) => setImmediate(resolve)); // mirrored replays run after the answer
+    await new Promise((resolve) => setImmediate(resolve));
+    const status = router.status('m');
+    // At 50%, each request served by the stable version is replayed on the canary and compared.
+    const onStable = ran.filter((v) => v === '1').length;
+    assert.ok(onStable > 0 && onStable < 10, `stable served ${onStable} of 10`);
+    assert.equal(status.canaryMirror?.sent, onStable);
+    assert.equal(ran.filter((v) => v === '2').length, 10 - onStable + onStable, 'the canary ran its own requests and the replays');
+    assert.equal(status.canary?.current?.comparisons.requests, onStable);
+    clock.advance(100);
+    assert.equal(router.status('m').canary?.share, 100);
+    // At 100% the stable version serves nothing to replay: the step is judged without agreement.
+    for (let i = 0; i < 10; i++) await dispatch(request(), request(), () => undefined);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    clock.advance(100);
+    const after = router.status('m');
+    assert.equal(after.canary?.phase, 'promoted', JSON.stringify(after.canary?.history));
+    assert.equal(after.servingDefault, '2');
+    await router.close();
+  });
+
   test('a canary whose version stops being ready is aborted, and its traffic goes back to stable', async () => {
     let ready = ['1', '2'];
     const router = await Router.create({

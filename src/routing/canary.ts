@@ -264,8 +264,9 @@ export class CanaryController {
     };
   }
 
+  /** Whether the step's agreement gates apply: mirroring is on and its side serves requests (with `from: stable`, a 100% step leaves it none). */
   private get expectComparisons(): boolean {
-    return this.state.mirror.share > 0;
+    return this.state.mirror.share > 0 && !(this.state.mirror.from === 'stable' && this.state.share >= 100);
   }
 
   private onHold(): void {

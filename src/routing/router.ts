@@ -14,6 +14,7 @@ import {
   shadowSpecSchema,
   splitSchema,
   type CanarySpecInput,
+  type MirrorConfig,
   type RoutingConfig,
   type ShadowSpec,
   type Split,
@@ -381,7 +382,7 @@ export class Router implements EngineRouting {
     this.requireReady(model, stable);
     if (stable === spec.version) throw invalid(`version ${spec.version} is already the stable (default) version of model '${model}'; name another version, or a different stable version`);
     routes.canary?.close();
-    routes.canaryMirror = new MirrorLane(stable, spec.mirror.max_in_flight);
+    routes.canaryMirror = canaryMirrorLane(spec.mirror, stable, spec.version);
     routes.canary = CanaryController.start(model, spec, stable, this.clock, { onDecision: (decision, record) => this.onCanaryDecision(routes, decision, record) }, this.random);
     return this.status(model);
   }
@@ -705,7 +706,7 @@ export class Router implements EngineRouting {
   private restore(routes: ModelRoutes): void {
     const record = routes.persisted.canary;
     if (record !== undefined) {
-      routes.canaryMirror = new MirrorLane(record.mirror.from === 'canary' ? record.stable : record.version, record.mirror.max_in_flight);
+      routes.canaryMirror = canaryMirrorLane(record.mirror, record.stable, record.version);
       routes.canary = CanaryController.resume(record as CanaryRecord, this.clock, { onDecision: (decision, state) => this.onCanaryDecision(routes, decision, state) }, this.random);
     }
     this.startConfigCanary(routes);
@@ -810,6 +811,14 @@ export class Router implements EngineRouting {
 }
 
 /** The sticky key of a request: an explicit routing key, else the configured header or parameter. */
+/**
+ * The lane a canary's mirrored requests take: to the stable version when the canary's requests
+ * are mirrored (`from: canary`), to the canary when the stable version's are (`from: stable`).
+ */
+function canaryMirrorLane(mirror: MirrorConfig, stable: string, canary: string): MirrorLane {
+  return new MirrorLane(mirror.from === 'canary' ? stable : canary, mirror.max_in_flight);
+}
+
 function stickyKeyOf(request: InferenceRequest, config: RoutingConfig): string | undefined {
   if (request.routingKey !== undefined && request.routingKey !== '') return request.routingKey;
   const sticky = config.sticky_key;
