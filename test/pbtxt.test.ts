@@ -253,7 +253,8 @@ dynamic_batching {
 parameters { key: "intra_op_thread_count" value: { string_value: "2" } }
 parameters [
   { key: "execution_mode", value: { string_value: "1" } },
-  { key: "enable_mem_pattern" value { string_value: "0" } }
+  { key: "enable_mem_pattern" value { string_value: "0" } },
+  { key: "compute_thread_nice" value { string_value: "3" } }
 ]
 optimization {
   graph: { level: 1 }
@@ -320,6 +321,7 @@ describe('Triton config.pbtxt to Tessera config', () => {
         intra_op_thread_count: '2',
         execution_mode: 'parallel',
         enable_mem_pattern: '0',
+        compute_thread_nice: '3',
         graph_optimization_level: 'extended',
       },
       default_model_filename: 'resnet50.onnx',

@@ -38,6 +38,7 @@ const TESSERA_ONNX_PARAMETERS = new Set([
   'execution_mode',
   'enable_mem_arena',
   'allow_spinning',
+  'compute_thread_nice',
 ]);
 
 const DATA_TYPES = new Set([
