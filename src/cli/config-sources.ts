@@ -7,7 +7,8 @@ import { parseServerConfig, serverConfigSchema, type ServerConfig } from '../con
  * environment variables, the managed-cloud platforms' own variables (SAGEMAKER_*, AIP_*,
  * AZUREML_MODEL_DIR), a config file (YAML or JSON, snake_case or camelCase keys), what an
  * enabled platform implies (SageMaker's port 8080 and /opt/ml/model), defaults.
- * This module and main.ts are the only readers of argv and the environment.
+ * This module and main.ts read argv and the environment; besides them only server/v8-tuning.ts
+ * (heap settings) and routing/cli.ts (TESSERA_MANAGEMENT_URL) do.
  */
 
 type Source = Record<string, unknown>;

@@ -24,7 +24,8 @@ export function classificationCount(output: RequestedOutput): number | undefined
 /**
  * Replace `tensor` by its top-`k` classifications. `batched`: dim 0 is the batch (each entry
  * is classified over the rest of its elements); otherwise the whole tensor is one entry.
- * Fewer than k classes gives all of them. Ties keep the lower index first; NaN ranks last.
+ * Fewer than k classes gives all of them. Ties keep the lower index first; NaN ranks as -Infinity
+ * (after every other value, tied with -Infinity by index).
  */
 export function classify(tensor: Tensor, k: number, labels: readonly string[] | undefined, batched: boolean): Tensor {
   if (tensor.datatype === 'BYTES') {
