@@ -178,6 +178,42 @@ describe('model lifecycle', () => {
     await until(() => !engine.repositoryIndex().some((e) => e.name === 'b'));
   });
 
+  test('poll mode: a broken new version leaves the serving one in place and is not retried until its files change', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeModel(repo, 'a', 1, mlpModel(weightsV1));
+    const errors: string[] = [];
+    const logger = { info: () => undefined, warn: () => undefined, debug: () => undefined, error: (object: object) => errors.push(JSON.stringify(object)) };
+    const engine = await Engine.start(engineOptions(repo, { controlMode: 'poll', pollIntervalSeconds: 0.1, logger }));
+    t.after(() => engine.close());
+    const served = async (): Promise<number> => {
+      const response = await engine.infer({ model: 'a', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(row) }] });
+      return whichWeights([...(response.outputs[0]!.data as Float32Array)]);
+    };
+    assert.equal(await served(), 1);
+    // A half-copied upload of version 2 (latest 1 selects it).
+    await mkdir(join(repo, 'a', '2'), { recursive: true });
+    await writeFile(join(repo, 'a', '2', 'model.onnx'), Buffer.from('not an onnx model'));
+    const deadline = Date.now() + 10_000;
+    while (!engine.repositoryIndex().some((e) => e.version === '2' && e.state === 'UNAVAILABLE')) {
+      if (Date.now() > deadline) throw new Error(`version 2 never failed; index: ${JSON.stringify(engine.repositoryIndex())}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const failedAfterFirst = errors.length;
+    assert.ok(failedAfterFirst >= 1, 'the failed load is logged');
+    await new Promise((resolve) => setTimeout(resolve, 600)); // 6 polls
+    assert.equal(errors.length, failedAfterFirst, `unchanged files are not loaded (and logged) again: ${errors.slice(failedAfterFirst).join('\n')}`);
+    assert.equal(await served(), 1, 'version 1 still serves');
+    assert.equal(engine.repositoryIndex().find((e) => e.version === '1')?.state, 'READY');
+    // The upload completes: version 2 loads and replaces version 1.
+    await replaceModelFile(repo, 'a', 2, mlpModel(weightsV2));
+    while (engine.repositoryIndex().some((e) => e.version === '1')) {
+      if (Date.now() > deadline + 10_000) throw new Error(`version 1 never retired; index: ${JSON.stringify(engine.repositoryIndex())}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(await served(), 2);
+  });
+
   test('50 load/unload cycles release sessions and workers (RSS stays within 30 MB)', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

@@ -32,6 +32,11 @@ export interface LoadOptions {
   readonly config?: unknown;
   /** Serve the model from this directory instead of `<repository>/<name>`. */
   readonly dir?: string;
+  /**
+   * A load by the repository poll: a version that failed with the same files is not tried
+   * again, and a failure already logged is not logged again. Operator loads always retry.
+   */
+  readonly polled?: boolean;
 }
 
 /** One model: where it lives, whether it should be served, and its versions. */
@@ -122,7 +127,7 @@ export class ModelRegistry {
         }
         for (const name of names) {
           const record = this.records.get(name);
-          if (record === undefined || record.wanted) await this.load(name).catch(() => undefined);
+          if (record === undefined || record.wanted) await this.load(name, { polled: true }).catch(() => undefined);
         }
       } catch (error) {
         this.options.logger.error({ err: error }, 'repository poll failed');
@@ -232,8 +237,8 @@ export class ModelRegistry {
     const archive = options.dir === undefined && record.inRepository ? this.archives.get(record.name) : undefined;
     record.wanted = true;
     const fail = (problem: string): never => {
+      if (options.polled !== true || record.problem !== problem) this.options.logger.error({ model: record.name, reason: problem }, 'model load failed');
       record.problem = problem;
-      this.options.logger.error({ model: record.name, reason: problem }, 'model load failed');
       throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${problem}`);
     };
     if (archive !== undefined) {
@@ -272,7 +277,9 @@ export class ModelRegistry {
         const fingerprint = await versionFingerprint(record.dir, version, filename, configKey);
         const existing = record.versions.get(version);
         if (existing !== undefined && existing.fingerprint === fingerprint && existing.state === 'READY') return;
-        if (record.failedFingerprints.get(version) === fingerprint && existing?.state === 'READY') return;
+        // Unchanged files that failed: kept as they are (serving, or unavailable with the reason)
+        // until they change, unless the operator asks again.
+        if (record.failedFingerprints.get(version) === fingerprint && (existing?.state === 'READY' || (options.polled === true && existing !== undefined))) return;
         const candidate = new ModelVersion(record.name, version, record.dir, config, backend, discovered.labels, fingerprint);
         await candidate.load(this.options.scheduling, this.options.logger);
         if (candidate.state === 'READY') {
@@ -291,11 +298,16 @@ export class ModelRegistry {
         }
       }),
     );
+    // Versions the policy no longer selects retire, except while a selected one is not READY:
+    // a broken new version (a half-copied upload) never takes down the one serving, as long as
+    // its files are still there.
+    const selectedFailing = selected.some((version) => record.versions.get(version)?.state !== 'READY');
+    const present = new Set(discovered.versions.map(String));
     for (const [version, served] of record.versions) {
-      if (!selected.includes(version)) {
-        record.versions.delete(version);
-        retiring.push(served);
-      }
+      if (selected.includes(version)) continue;
+      if (selectedFailing && served.state === 'READY' && present.has(version)) continue;
+      record.versions.delete(version);
+      retiring.push(served);
     }
     // Versions finish loading in any order: keep them ascending, so metadata, statistics and
     // messages list them the same way every time.
