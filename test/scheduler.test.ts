@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { BackendInstance, ExecutionResult } from '../src/backends/backend.js';
 import { TesseraError } from '../src/core/errors.js';
 import type { Tensor } from '../src/core/tensor.js';
@@ -67,6 +69,11 @@ const request = (value: number, extra: { rows?: number; priority?: number; timeo
 });
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function fullGc(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
 
 describe('Scheduler', () => {
   test('the hold hook makes batch compositions exact, and outputs split back per request', async () => {
@@ -145,6 +152,59 @@ describe('Scheduler', () => {
     await assert.rejects(scheduler.schedule(request(2, { timeoutMs: 10_000 })), { code: 'DEADLINE_EXCEEDED' });
     instance.finishOne();
     await first;
+  });
+
+  test('a request may shorten the default timeout but not lengthen it, as in Triton', async () => {
+    const instance = new ManualInstance();
+    const scheduler = makeScheduler(instance, { defaultTimeoutMs: 40, allowTimeoutOverride: true });
+    const first = scheduler.schedule(request(1));
+    await tick();
+    await assert.rejects(scheduler.schedule(request(2, { timeoutMs: 10_000 })), (error: TesseraError) => /timed out after 40 ms/.test(error.message));
+    await assert.rejects(scheduler.schedule(request(3, { timeoutMs: 5 })), (error: TesseraError) => /timed out after 5 ms/.test(error.message));
+    instance.finishOne();
+    await first;
+  });
+
+  test('a timeout longer than a timer can hold (over 24.8 days) is no limit, not an immediate expiry', async () => {
+    const instance = new ManualInstance();
+    const scheduler = makeScheduler(instance);
+    const first = scheduler.schedule(request(1));
+    await tick();
+    let settled = false;
+    const patient = scheduler.schedule(request(2, { timeoutMs: 30 * 24 * 3600 * 1000 })).finally(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(settled, false, 'still queued');
+    instance.finishOne();
+    await first;
+    await tick();
+    instance.finishOne();
+    assert.deepEqual(Array.from((await patient)[0]!.data as Float32Array), [2, 2.1].map(Math.fround));
+  });
+
+  test('requests that time out behind a busy instance are let go, inputs and all, before they reach the head', async () => {
+    const instance = new ManualInstance();
+    const scheduler = makeScheduler(instance, { maxQueueSize: 4 });
+    const first = scheduler.schedule(request(1)); // occupies the only instance
+    await tick();
+    const head = scheduler.schedule(request(2)); // waits at the head, no timeout
+    const collected = new Set<number>();
+    const registry = new FinalizationRegistry((index: number) => collected.add(index));
+    for (let i = 0; i < 300; i++) {
+      const timed = request(100 + i, { timeoutMs: 1 });
+      registry.register(timed.inputs[0]!.data, i);
+      await assert.rejects(scheduler.schedule(timed), { code: 'DEADLINE_EXCEEDED' });
+    }
+    for (let round = 0; round < 5 && collected.size < 300 - 64; round++) {
+      fullGc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(collected.size >= 300 - 64, `inputs of timed-out requests let go: ${collected.size} of 300`);
+    assert.equal(scheduler.queueDepth, 1);
+    instance.finishOne();
+    await first;
+    await tick();
+    instance.finishOne();
+    await head;
   });
 
   test('a request whose caller went away is dropped before it runs', async () => {

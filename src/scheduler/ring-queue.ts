@@ -46,6 +46,17 @@ export class RingQueue<T> {
     return this.slots[(this.head + index) & (this.slots.length - 1)];
   }
 
+  /** Keep only the items `keep` accepts, in order (the others are let go). */
+  retain(keep: (item: T) => boolean): void {
+    let kept = 0;
+    for (let i = 0; i < this.size; i++) {
+      const item = this.slots[(this.head + i) & (this.slots.length - 1)]!;
+      if (keep(item)) this.slots[(this.head + kept++) & (this.slots.length - 1)] = item;
+    }
+    for (let i = kept; i < this.size; i++) this.slots[(this.head + i) & (this.slots.length - 1)] = undefined;
+    this.size = kept;
+  }
+
   *[Symbol.iterator](): IterableIterator<T> {
     for (let i = 0; i < this.size; i++) yield this.slots[(this.head + i) & (this.slots.length - 1)]!;
   }

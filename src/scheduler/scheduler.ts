@@ -61,6 +61,12 @@ export interface ScheduledRequest {
 
 type PendingState = 'queued' | 'running' | 'done';
 
+/** The longest delay a Node.js timer takes (2^31 - 1 ms); longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Dropped requests that may wait in the queues before they are cleared out (see drop). */
+const COMPACT_AFTER_DROPS = 64;
+
 class Pending implements BatchCandidate {
   state: PendingState = 'queued';
   timer: NodeJS.Timeout | undefined;
@@ -102,6 +108,8 @@ export class Scheduler {
   private readonly clock: () => number;
   private queued = 0;
   private running = 0;
+  /** Requests dropped (timed out, cancelled) since the queues were last cleared of them. */
+  private droppedInQueue = 0;
   private holding: boolean;
   private pumping = false;
   private wakeTimer: NodeJS.Timeout | undefined;
@@ -150,9 +158,8 @@ export class Scheduler {
       const item = new Pending(request, this.clock(), process.hrtime.bigint(), resolve, reject);
       this.levels[this.levelOf(request.priority)]!.push(item);
       this.queued++;
-      const timeoutMs =
-        request.timeoutMs !== undefined && this.options.allowTimeoutOverride ? request.timeoutMs : this.options.defaultTimeoutMs;
-      if (timeoutMs > 0) {
+      const timeoutMs = this.timeoutOf(request);
+      if (timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS) {
         item.timer = setTimeout(
           () => this.drop(item, new TesseraError('DEADLINE_EXCEEDED', `the request timed out after ${timeoutMs} ms in the queue of ${this.options.label}`)),
           timeoutMs,
@@ -184,6 +191,17 @@ export class Scheduler {
       }
     }
     return this.whenDrained();
+  }
+
+  /**
+   * How long a request may wait in the queue (0: no limit). As in Triton, a request may set a
+   * timeout when the config allows it, shorter than the default, never longer. A timeout too
+   * long for a timer (over 24.8 days) is no limit.
+   */
+  private timeoutOf(request: ScheduledRequest): number {
+    const byDefault = this.options.defaultTimeoutMs;
+    if (request.timeoutMs === undefined || !this.options.allowTimeoutOverride) return byDefault;
+    return byDefault > 0 ? Math.min(request.timeoutMs, byDefault) : request.timeoutMs;
   }
 
   private levelOf(priority: number | undefined): number {
@@ -344,6 +362,13 @@ export class Scheduler {
     item.state = 'done';
     this.queued--;
     this.release(item);
+    // A dropped request leaves its queue when it reaches the head; while the head waits (all
+    // instances busy), timed-out and cancelled ones would pile up behind it with their inputs,
+    // unbounded by max_queue_size. Once they outnumber the live ones, they go at once.
+    if (++this.droppedInQueue >= COMPACT_AFTER_DROPS && this.droppedInQueue > this.queued) {
+      for (const level of this.levels) level.retain((queued) => queued.state !== 'done');
+      this.droppedInQueue = 0;
+    }
     this.options.stats.recordFailure(Number(process.hrtime.bigint() - item.enqueuedNs));
     item.reject(error);
     this.checkDrained();
