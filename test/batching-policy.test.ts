@@ -61,6 +61,24 @@ describe('decideBatch', () => {
     assert.deepEqual(decideBatch(queue, 0, policy({ preferredBatchSizes: [4], maxQueueDelayMs: 100 })), { kind: 'run', take: 2, rows: 4 });
   });
 
+  test('the largest preferred size the queue reaches runs at once, without waiting out the delay (as in Triton)', () => {
+    const five = [item(), item(), item(), item(), item()];
+    assert.deepEqual(decideBatch(five, 0, policy({ preferredBatchSizes: [4], maxQueueDelayMs: 100 })), { kind: 'run', take: 4, rows: 4 });
+    assert.deepEqual(decideBatch(five, 0, policy({ preferredBatchSizes: [2, 4], maxQueueDelayMs: 100 })), { kind: 'run', take: 4, rows: 4 });
+    // Without a delay too: the preferred size first, the rest in the next batch.
+    assert.deepEqual(decideBatch([item(), item(), item()], 0, policy({ preferredBatchSizes: [2] })), { kind: 'run', take: 2, rows: 2 });
+  });
+
+  test('a queue past the largest preferred size without landing on one runs at once', () => {
+    // 3 + 3 = 6 rows: no preferred size (4) reached, none larger to wait for.
+    assert.deepEqual(decideBatch([item(3), item(3)], 0, policy({ preferredBatchSizes: [4], maxQueueDelayMs: 100 })), { kind: 'run', take: 2, rows: 6 });
+  });
+
+  test('once the delay is out, everything up to the cut runs, past the preferred size', () => {
+    const five = [item(1, 0), item(1, 0), item(1, 0), item(1, 0), item(1, 0)];
+    assert.deepEqual(decideBatch(five, 200, policy({ preferredBatchSizes: [4], maxQueueDelayMs: 100 })), { kind: 'run', take: 5, rows: 5 });
+  });
+
   test('after the delay a batch runs even off the preferred sizes', () => {
     const queue = [item(1, 0), item(1, 0), item(1, 0)];
     assert.deepEqual(decideBatch(queue, 200, policy({ preferredBatchSizes: [4], maxQueueDelayMs: 100 })), { kind: 'run', take: 3, rows: 3 });

@@ -31,9 +31,12 @@ export type BatchDecision =
 const IDLE: BatchDecision = { kind: 'idle' };
 
 /**
- * Decide over `candidates` in dispatch order (highest priority first, then arrival).
- * A batch is cut at the first request whose shape key differs or that would overflow
- * maxBatchSize; at a cut the largest preferred size reached is used, if any.
+ * Decide over `candidates` in dispatch order (highest priority first, then arrival), as
+ * Triton's dynamic batcher does. A batch is cut at the first request whose shape key differs
+ * or that would overflow maxBatchSize. The largest preferred size the queue reaches runs at
+ * once, unless the oldest request has waited out the delay (then everything up to the cut
+ * runs); with no preferred size reached, the queue runs at a cut, once the delay is out (or
+ * without a delay), or when it holds the largest preferred size's rows; otherwise it waits.
  */
 export function decideBatch(candidates: Iterable<BatchCandidate>, now: number, policy: BatchingPolicy): BatchDecision {
   let count = 0;
@@ -42,8 +45,7 @@ export function decideBatch(candidates: Iterable<BatchCandidate>, now: number, p
   let oldest = 0;
   let preferredCount = 0;
   let preferredRows = 0;
-  const cut = (): BatchDecision =>
-    preferredCount > 0 ? { kind: 'run', take: preferredCount, rows: preferredRows } : { kind: 'run', take: count, rows };
+  let cut = false;
 
   for (const candidate of candidates) {
     if (policy.maxBatchSize === 0) return { kind: 'run', take: 1, rows: candidate.batchSize };
@@ -51,7 +53,8 @@ export function decideBatch(candidates: Iterable<BatchCandidate>, now: number, p
       key = candidate.shapeKey;
       oldest = candidate.enqueuedAt;
     } else if (candidate.shapeKey !== key || rows + candidate.batchSize > policy.maxBatchSize) {
-      return cut();
+      cut = true;
+      break;
     }
     count++;
     rows += candidate.batchSize;
@@ -60,12 +63,16 @@ export function decideBatch(candidates: Iterable<BatchCandidate>, now: number, p
       preferredCount = count;
       preferredRows = rows;
     }
-    if (rows >= policy.maxBatchSize) return { kind: 'run', take: count, rows };
+    if (rows >= policy.maxBatchSize) {
+      cut = true;
+      break;
+    }
   }
   if (count === 0) return IDLE;
   const waited = now - oldest;
-  if (policy.maxQueueDelayMs <= 0 || waited >= policy.maxQueueDelayMs) return { kind: 'run', take: count, rows };
-  // The whole queue forms a preferred size: no reason to wait for more.
-  if (preferredRows === rows) return { kind: 'run', take: count, rows };
+  const delayedOut = policy.maxQueueDelayMs > 0 && waited >= policy.maxQueueDelayMs;
+  if (preferredCount > 0 && !delayedOut) return { kind: 'run', take: preferredCount, rows: preferredRows };
+  const largestPreferred = policy.preferredBatchSizes.length > 0 ? Math.max(...policy.preferredBatchSizes) : policy.maxBatchSize;
+  if (cut || delayedOut || policy.maxQueueDelayMs <= 0 || rows >= largestPreferred) return { kind: 'run', take: count, rows };
   return { kind: 'wait', ms: policy.maxQueueDelayMs - waited };
 }
