@@ -11,14 +11,17 @@ import { rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { describe, test, type TestContext } from 'node:test';
 
 import { BufferPool, receivedRequestPool, type BufferPoolCounts } from '../src/core/buffer-pool.js';
 import type { TesseraServer } from '../src/server/server.js';
+import { channels, type RequestStartEvent } from '../src/core/events.js';
+import type { Tensor } from '../src/core/tensor.js';
 import { MessageFramer } from '../src/protocols/grpc/message-framing.js';
 import { identityModel, makeTempRepository, mulberry32, writeModel } from './support/fixtures.js';
 import { GrpcTestClient, rawOf, rawToFloat32, type InferResponse, type StreamInferResponse } from './support/grpc-client.js';
-import { getJson, startTestServer } from './support/server.js';
+import { getJson, startTestServer, writeFakeModel } from './support/server.js';
 import { Pool } from 'undici';
 
 interface GrpcJsStreamDecoder {
@@ -252,6 +255,46 @@ describe('received requests in pooled memory', () => {
     assert.equal(view.sent, REQUESTS);
     assert.equal(view.failed, 0);
     assert.equal(view.comparison.meanAbsDiff, 0, 'the shadow saw the inputs the primary saw');
+  });
+
+  test('V2 binary BYTES: a shadow replay still queued keeps its own bytes while the body memory serves the next request', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const io = { inputs: [{ name: 'x', datatype: 'BYTES', shape: [1] }], outputs: [{ name: 'y', datatype: 'BYTES', shape: [1], copy_of: 'x' }] };
+    const config = 'max_batch_size: 0\nversion_policy:\n  all: {}\nrouting:\n  default_version: 1\n  shadow: {version: 2, share: 1, max_in_flight: 4}\n';
+    await writeFakeModel(repo, 'bytes', 1, io, config);
+    await writeFakeModel(repo, 'bytes', 2, { ...io, delay_ms: 300 }, config); // the shadow version is slow
+    const replays: { fill: string; inputs: readonly Tensor[] }[] = [];
+    const onStart = (message: unknown): void => {
+      const event = message as RequestStartEvent;
+      if (event.protocol === 'shadow') replays.push({ fill: String.fromCharCode((event.inputs[0]!.data as Buffer[])[0]![0]!), inputs: event.inputs });
+    };
+    subscribe(channels.requestStart.name, onStart);
+    t.after(() => unsubscribe(channels.requestStart.name, onStart));
+    const server = await startTestServer(t, repo);
+    const SIZE = 100_000;
+    const send = async (fill: string): Promise<void> => {
+      const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: 4 + SIZE } }] }));
+      const length = Buffer.alloc(4);
+      length.writeUInt32LE(SIZE);
+      const response = await fetch(`${server.httpUrl}/v2/models/bytes/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+        body: Buffer.concat([header, length, Buffer.alloc(SIZE, fill)]),
+      });
+      assert.equal(response.status, 200, await response.text());
+    };
+    const before = receivedRequestPool.counts.reused;
+    await send('P');
+    await new Promise((resolve) => setTimeout(resolve, 20)); // P's replay is queued on the slow version
+    await send('Q'); // a body of the same size: P's memory serves it
+    assert.ok(receivedRequestPool.counts.reused > before, 'the memory of the first body was lent again');
+    await settledShadow(server.managementPort!, 'bytes');
+    assert.deepEqual(replays.map((replay) => replay.fill), ['P', 'Q']);
+    for (const replay of replays) {
+      const bytes = (replay.inputs[0]!.data as Buffer[])[0]!;
+      assert.ok(bytes.every((byte) => byte === replay.fill.charCodeAt(0)), `the replay of '${replay.fill}' reads '${String.fromCharCode(bytes[0]!)}...'`);
+    }
   });
 
   test('TF Serving: JSON bodies in lent memory are given back once parsed, and each request gets its own values back', async (t) => {

@@ -72,8 +72,16 @@ function numberAt(tensor: Tensor): (i: number) => number {
 /**
  * Copies of a request's input tensors for a replay on another version. Taken before the
  * primary request is scheduled: the engine may transfer the originals' buffers to a worker
- * thread, which detaches them.
+ * thread, which detaches them, and a BYTES element may be a view of the request's body, whose
+ * memory is lent to the next request once this one is answered: its bytes are copied too.
  */
 export function copyInputs(inputs: readonly Tensor[]): Tensor[] {
-  return inputs.map((tensor) => ({ ...tensor, shape: [...tensor.shape], data: tensor.data.slice() }) as Tensor);
+  return inputs.map(
+    (tensor) =>
+      ({
+        ...tensor,
+        shape: [...tensor.shape],
+        data: Array.isArray(tensor.data) ? tensor.data.map((element: Buffer) => Buffer.from(element)) : tensor.data.slice(),
+      }) as Tensor,
+  );
 }
