@@ -86,6 +86,29 @@ describe('version routing', () => {
     assert.equal(unknown.status, 404);
   });
 
+  test('versions a caller names that the model does not have add no metric series or breakers; a refused traffic change changes nothing', async (t) => {
+    const repo = await twoVersions('routing:\n  circuit_breaker: {failure_threshold: 3, cooldown: 10s}\n');
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const server = await startTestServer(t, repo);
+    const url = `${server.httpUrl}/v2/models/mlp/infer`;
+    const admin = `http://127.0.0.1:${server.managementPort}`;
+    assert.equal((await infer(url)).status, 200);
+    for (const version of ['zz1', '7', '99999', 'constructor']) assert.equal((await infer(url, { 'x-model-version': version })).status, 404, version);
+    const metrics = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+    const series = metrics.split('\n').filter((line) => /^tessera_(routing_requests_total|circuit_state)\{model="mlp"/.test(line));
+    assert.ok(series.length > 0);
+    for (const line of series) assert.match(line, /version="[12]"/, line);
+    const before = (await getJson(`${admin}/models/mlp/rollout`)).body as { circuitBreakers: { version: string }[]; defaultVersion: string | null; events: unknown[] };
+    assert.deepEqual(before.circuitBreakers.map((b) => b.version).filter((v) => v !== '1' && v !== '2'), []);
+    // A default version that is fine with a split that is not: refused, and the default is not set either.
+    const refused = await send(`${admin}/models/mlp/traffic`, 'PUT', { default_version: '2', split: { '9': 10 } });
+    assert.ok(refused.status >= 400 && refused.status < 500, String(refused.status));
+    const after = (await getJson(`${admin}/models/mlp/rollout`)).body as typeof before;
+    assert.equal(after.defaultVersion, before.defaultVersion);
+    assert.equal(after.events.length, before.events.length);
+    assert.equal((await infer(url)).version, '2', 'still the highest READY version');
+  });
+
   test('blue-green: aliases serve like versions, switch atomically, roll back in one call', async (t) => {
     const repo = await twoVersions('routing:\n  default_version: stable\n  aliases: {stable: 1, candidate: 2}\n');
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
@@ -114,7 +137,7 @@ describe('version routing', () => {
     assert.equal((await infer(`${v2}/versions/stable/infer`)).version, '1');
     assert.equal((await send(`${admin}/models/mlp/aliases/stable/rollback`, 'POST')).status, 404, 'nothing left to roll back to');
     assert.equal((await send(`${admin}/models/mlp/aliases/latest`, 'PUT', { version: '1' })).status, 400);
-    assert.equal((await send(`${admin}/models/mlp/aliases/beta`, 'PUT', { version: '9' })).status, 503);
+    assert.equal((await send(`${admin}/models/mlp/aliases/beta`, 'PUT', { version: '9' })).status, 404, 'the model has no version 9');
   });
 
   test('the gRPC front door routes by metadata', async (t) => {

@@ -38,13 +38,13 @@ export function registerRoutingRoutes(app: FastifyInstance, options: { readonly 
     handle<ModelParams>((req) => {
       const body = objectBody(req);
       if (!('split' in body) && !('default_version' in body)) throw invalid("the body names 'split' (version -> weight, or null) and/or 'default_version' (a version, an alias, or null)");
-      const model = req.params.model;
+      let defaultVersion: string | null | undefined;
       if ('default_version' in body) {
         const version = body['default_version'];
         if (version !== null && typeof version !== 'string' && typeof version !== 'number') throw invalid("'default_version' must be a version, an alias, or null");
-        router.setDefault(model, version === null ? null : String(version));
+        defaultVersion = version === null ? null : String(version);
       }
-      return 'split' in body ? router.setSplit(model, body['split']) : router.status(model);
+      return router.setTraffic(req.params.model, { ...(defaultVersion === undefined ? {} : { defaultVersion }), ...('split' in body ? { split: body['split'] } : {}) });
     }),
   );
   app.delete<{ Params: ModelParams }>('/models/:model/traffic', handle<ModelParams>((req) => router.setSplit(req.params.model, null)));

@@ -26,8 +26,11 @@ import type { ComparisonResult } from './window.js';
 
 /** What the router needs of the engine (the Engine satisfies it; tests may fake it). */
 export interface RoutingEngine {
-  /** READY versions (ascending) and the engine's default version; undefined for an unknown model. */
-  servingVersions(model: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined } | undefined;
+  /**
+   * READY versions (ascending), the engine's default version and every version the model has
+   * in any state (`known`; READY ones when absent); undefined for an unknown model.
+   */
+  servingVersions(model: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined; readonly known?: readonly string[] } | undefined;
   /** Pin the engine's default version (validates that it is READY). */
   setDefaultVersion(model: string, version: string | undefined): void;
   /**
@@ -286,35 +289,47 @@ export class Router implements EngineRouting {
 
   /** Set the weighted split (null: clear it, back to the default version). */
   setSplit(model: string, split: unknown): RolloutStatus {
-    const routes = this.require(model);
-    if (routes.canary?.running === true) throw inProgress(model, routes.canary.record.version);
-    if (split === null) {
-      routes.persisted.split = null;
-      routes.rebuild();
-      this.event(routes, '', 'split', 'split cleared');
-    } else {
-      const parsed = splitSchema.safeParse(split);
-      if (!parsed.success) throw invalid(`invalid split: ${issues(parsed.error)}`);
-      for (const [version, weight] of Object.entries(parsed.data)) if (weight > 0) this.requireReady(model, version);
-      routes.persisted.split = parsed.data;
-      routes.rebuild();
-      this.event(routes, '', 'split', `split set to ${formatSplit(parsed.data)}`);
-    }
-    this.persist(routes);
-    return this.status(model);
+    return this.setTraffic(model, { split });
   }
 
   /** Set the routing's default version or alias (null: back to the engine's highest READY). */
   setDefault(model: string, version: string | null): RolloutStatus {
+    return this.setTraffic(model, { defaultVersion: version });
+  }
+
+  /**
+   * Set the default version (or alias; null: the highest READY) and/or the weighted split
+   * (null: clear it). Both are checked before either is applied: a refused change changes nothing.
+   */
+  setTraffic(model: string, change: { readonly defaultVersion?: string | null; readonly split?: unknown }): RolloutStatus {
     const routes = this.require(model);
-    if (version !== null) {
+    const changesSplit = 'split' in change;
+    let split: Split | null = null;
+    if (changesSplit) {
+      if (routes.canary?.running === true) throw inProgress(model, routes.canary.record.version);
+      if (change.split !== null) {
+        const parsed = splitSchema.safeParse(change.split);
+        if (!parsed.success) throw invalid(`invalid split: ${issues(parsed.error)}`);
+        for (const [version, weight] of Object.entries(parsed.data)) if (weight > 0) this.requireReady(model, version);
+        split = parsed.data;
+      }
+    }
+    const version = change.defaultVersion;
+    if (version !== undefined && version !== null) {
       if (!/^\d+$/.test(version) && !routes.aliases.has(version)) throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${model}' has no version or alias '${version}'`);
       this.requireReady(model, resolveName(routes, version));
     }
-    routes.persisted.defaultVersion = version;
-    routes.rebuild();
-    this.syncDefault(routes, true);
-    this.event(routes, version ?? 'latest', 'default', `default version set to ${version ?? 'the highest ready version'}`);
+    if (version !== undefined) {
+      routes.persisted.defaultVersion = version;
+      routes.rebuild();
+      this.syncDefault(routes, true);
+      this.event(routes, version ?? 'latest', 'default', `default version set to ${version ?? 'the highest ready version'}`);
+    }
+    if (changesSplit) {
+      routes.persisted.split = split;
+      routes.rebuild();
+      this.event(routes, '', 'split', split === null ? 'split cleared' : `split set to ${formatSplit(split)}`);
+    }
     this.persist(routes);
     return this.status(model);
   }
@@ -504,6 +519,9 @@ export class Router implements EngineRouting {
     const decision = decideRoute(table, { explicit: target.version, override: overrideOf(request, routes.config), key, random: key === undefined ? this.random() : 0 });
     const version = decision.version ?? serving.defaultVersion;
     if (version === undefined) return next(request, target, chose);
+    // A version the model does not have (any string a caller names) is the engine's to refuse;
+    // it gets no traffic counter or breaker, whose number callers would otherwise set.
+    if (!(serving.known ?? serving.ready).includes(version)) return next(request, decision.version === target.version ? target : { model: target.model, version }, chose);
     routes.count(routes.traffic, `${version}\u0000${decision.reason}`);
 
     const breaker = this.breakerFor(routes, version);
@@ -803,14 +821,16 @@ export class Router implements EngineRouting {
   }
 
   private requireReady(model: string, version: string): void {
-    const ready = this.options.engine.servingVersions(model)?.ready ?? [];
-    if (!ready.includes(version)) {
-      throw new TesseraError('MODEL_UNAVAILABLE', `model '${model}' version ${version} is not ready; ready versions: ${ready.join(', ') || 'none'}`);
+    const serving = this.options.engine.servingVersions(model);
+    const ready = serving?.ready ?? [];
+    if (ready.includes(version)) return;
+    if (serving?.known !== undefined && !serving.known.includes(version)) {
+      throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${model}' has no version ${version}; its versions are: ${serving.known.join(', ') || 'none'}`);
     }
+    throw new TesseraError('MODEL_UNAVAILABLE', `model '${model}' version ${version} is not ready; ready versions: ${ready.join(', ') || 'none'}`);
   }
 }
 
-/** The sticky key of a request: an explicit routing key, else the configured header or parameter. */
 /**
  * The lane a canary's mirrored requests take: to the stable version when the canary's requests
  * are mirrored (`from: canary`), to the canary when the stable version's are (`from: stable`).
@@ -819,6 +839,7 @@ function canaryMirrorLane(mirror: MirrorConfig, stable: string, canary: string):
   return new MirrorLane(mirror.from === 'canary' ? stable : canary, mirror.max_in_flight);
 }
 
+/** The sticky key of a request: an explicit routing key, else the configured header or parameter. */
 function stickyKeyOf(request: InferenceRequest, config: RoutingConfig): string | undefined {
   if (request.routingKey !== undefined && request.routingKey !== '') return request.routingKey;
   const sticky = config.sticky_key;
