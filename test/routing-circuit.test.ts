@@ -23,6 +23,19 @@ async function call(server: { httpUrl: string }, model: string, first: number): 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('circuit breaker', () => {
+  test('in poll mode an open breaker stays open through repository polls until its cool-down ends', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeFakeModel(repo, 'alone', 1, { ...io, fail_on_value: FAIL }, base + 'routing:\n  circuit_breaker: {failure_threshold: 2, cooldown: 30s}\n');
+    const server = await startTestServer(t, repo, { modelControlMode: 'poll', repositoryPollSecs: 0.1 });
+    for (let i = 0; i < 2; i++) assert.equal((await call(server, 'alone', FAIL)).status, 500);
+    assert.equal((await call(server, 'alone', 1)).status, 503);
+    await sleep(500); // several polls, each reading the model's config again
+    const refused = await call(server, 'alone', 1);
+    assert.equal(refused.status, 503, 'still open');
+    assert.match(refused.error ?? '', /circuit/i);
+  });
+
   test('opens after consecutive failures, sends traffic to the fallback version, half-opens after the cool-down and closes on a good probe', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

@@ -14,6 +14,7 @@ import {
   shadowSpecSchema,
   splitSchema,
   type CanarySpecInput,
+  type CircuitBreakerConfig,
   type MirrorConfig,
   type RoutingConfig,
   type ShadowSpec,
@@ -764,7 +765,8 @@ export class Router implements EngineRouting {
     const config = routes.config.circuit_breaker;
     if (config === undefined) return undefined;
     let breaker = routes.breakers.get(version);
-    if (breaker === undefined || breaker.config !== config) {
+    // Settings equal in value keep the breaker and its state (a poll re-reads the config into new objects).
+    if (breaker === undefined || !sameBreakerSettings(breaker.config, config)) {
       breaker = new CircuitBreaker(config, this.clock, (from, to, reason) =>
         this.event(routes, version, `circuit_${to}`, `circuit breaker ${from.replace('_', '-')} -> ${to.replace('_', '-')}: ${reason}`, to === 'open' ? 'warn' : 'info'),
       );
@@ -829,6 +831,11 @@ export class Router implements EngineRouting {
     }
     throw new TesseraError('MODEL_UNAVAILABLE', `model '${model}' version ${version} is not ready; ready versions: ${ready.join(', ') || 'none'}`);
   }
+}
+
+/** Whether two circuit-breaker settings are the same in value. */
+function sameBreakerSettings(a: CircuitBreakerConfig, b: CircuitBreakerConfig): boolean {
+  return a === b || (a.failure_threshold === b.failure_threshold && a.timeout_ms === b.timeout_ms && a.cooldown === b.cooldown && a.half_open_probes === b.half_open_probes);
 }
 
 /**
