@@ -87,6 +87,12 @@ describe('routing config', () => {
     assert.equal(parseDuration('2m'), 120_000);
     assert.equal(parseDuration(150), 150);
     assert.equal(parseDuration('soon'), undefined);
+    // A timer holds at most 2^31 - 1 ms: longer holds and cool-downs are refused, not fired at once.
+    assert.equal(canarySpecSchema.safeParse({ version: 2, hold: '596h' }).success, true);
+    const tooLong = canarySpecSchema.safeParse({ version: 2, hold: '600h' });
+    assert.equal(tooLong.success, false);
+    assert.match(JSON.stringify(tooLong.error?.issues), /longer than the 24\.8 days/);
+    assert.equal(routingConfigSchema.safeParse({ circuit_breaker: { cooldown: 2 ** 31 } }).success, false);
     const config = routingConfigSchema.parse({
       default_version: 2,
       split: { '1': 90, '2': 10 },

@@ -52,10 +52,17 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
+/** The longest duration a timer holds (2^31 - 1 ms, 24.8 days); Node fires a longer one at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
 const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
     ctx.addIssue({ code: 'custom', message: `'${value}' is not a duration (e.g. 250ms, 60s, 2m, or milliseconds)` });
+    return z.NEVER;
+  }
+  if (ms > MAX_DURATION_MS) {
+    ctx.addIssue({ code: 'custom', message: `'${value}' is longer than the 24.8 days (${MAX_DURATION_MS} ms) a duration may be` });
     return z.NEVER;
   }
   return ms;
