@@ -360,6 +360,43 @@ describe('router (fake engine)', () => {
     await router.close();
   });
 
+  test('a 100% step that leaves the stable version no requests is judged against the step before: a canary slow only then rolls back', async () => {
+    for (const from of ['stable', 'none'] as const) {
+      const clock = new ManualClock();
+      let slowCanary = false;
+      const router = await Router.create({
+        engine: { servingVersions: (model) => (model === 'm' ? { ready: ['1', '2'], defaultVersion: '1' } : undefined), setDefaultVersion: () => undefined },
+        configOf: () => undefined,
+        models: () => ['m'],
+        clock,
+        random: (() => {
+          let i = 0;
+          return () => (i++ % 10) / 10;
+        })(),
+      });
+      const dispatch = router.interceptor(async (_request: InferenceRequest, target): Promise<InferenceResponse> => {
+        const version = target.version ?? '1';
+        if (version === '2' && slowCanary) await new Promise((resolve) => setTimeout(resolve, 30));
+        return { model: target.model, version, outputs: [{ name: 'p', datatype: 'FP32', shape: [1, 2], data: new Float32Array([0.9, 0.1]) }] };
+      }) satisfies InferDispatch;
+      const mirror = from === 'stable' ? { share: 1, from: 'stable' as const } : { share: 0 };
+      router.startCanary('m', { version: '2', steps: [50, 100], hold: 100, gates: { min_requests: 2, min_comparisons: 2, p99_floor_ms: 1, max_p99_ratio: 2 }, mirror });
+      const request = (): InferenceRequest => ({ model: 'm', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: new Float32Array([1, 2]) }] });
+      for (let i = 0; i < 10; i++) await dispatch(request(), request(), () => undefined);
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      clock.advance(100);
+      assert.equal(router.status('m').canary?.share, 100, from);
+      slowCanary = true;
+      for (let i = 0; i < 4; i++) await dispatch(request(), request(), () => undefined);
+      clock.advance(100);
+      const canary = router.status('m').canary;
+      assert.equal(canary?.phase, 'rolled_back', `${from}: ${JSON.stringify(canary?.history.at(-1))}`);
+      assert.match(canary?.reason ?? '', /latency .* the stable version's/);
+      await router.close();
+    }
+  });
+
   test('a canary whose version stops being ready is aborted, and its traffic goes back to stable', async () => {
     let ready = ['1', '2'];
     const router = await Router.create({

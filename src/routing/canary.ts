@@ -264,9 +264,21 @@ export class CanaryController {
     };
   }
 
-  /** Whether the step's agreement gates apply: mirroring is on and its side serves requests (with `from: stable`, a 100% step leaves it none). */
+  /**
+   * Whether the step gives the stable version requests to measure: some of the traffic, or the
+   * canary's mirrored to it. A 100% step without that judges against the step before (see resetWindows).
+   */
+  private get stableMeasured(): boolean {
+    return this.state.share < 100 || (this.state.mirror.share > 0 && this.state.mirror.from === 'canary');
+  }
+
+  /**
+   * Whether the agreement gates apply: mirroring is on, and the step's requests can be compared
+   * or comparisons were carried over (mirroring from stable, a 100% step has none of its own).
+   */
   private get expectComparisons(): boolean {
-    return this.state.mirror.share > 0 && !(this.state.mirror.from === 'stable' && this.state.share >= 100);
+    if (this.state.mirror.share <= 0) return false;
+    return this.stableMeasured || this.comparisons.requests > 0;
   }
 
   private onHold(): void {
@@ -290,7 +302,7 @@ export class CanaryController {
     this.state.stepIndex++;
     this.state.share = this.state.steps[this.state.stepIndex]!;
     this.state.stepStartedAt = new Date(this.clock.now()).toISOString();
-    this.resetWindows();
+    this.resetWindows(!this.stableMeasured);
     this.decide('step', `${passed}; stepping up to ${this.state.share}%`, verdict.measurements);
     this.schedule(this.state.holdMs);
   }
@@ -310,10 +322,17 @@ export class CanaryController {
     this.timer = undefined;
   }
 
-  private resetWindows(): void {
+  /**
+   * Fresh windows for a new step. `keepStable`: the step gives the stable version nothing to
+   * measure, so its window and the comparisons of the step before are what the canary is judged
+   * against (an empty window would let the latency gate pass on no evidence).
+   */
+  private resetWindows(keepStable = false): void {
     this.canaryWindow = new VersionWindow(this.random);
-    this.stableWindow = new VersionWindow(this.random);
-    this.comparisons = new ComparisonStats();
+    if (!keepStable) {
+      this.stableWindow = new VersionWindow(this.random);
+      this.comparisons = new ComparisonStats();
+    }
     this.waitedThisStep = false;
   }
 
