@@ -207,6 +207,28 @@ describe('Scheduler', () => {
     await head;
   });
 
+  test('preserve_ordering answers requests in the order they were queued; without it, as they finish', async () => {
+    for (const preserveOrdering of [true, false]) {
+      const first = new ManualInstance(0);
+      const second = new ManualInstance(1);
+      const scheduler = makeScheduler(first, { instances: [first, second], policy: { maxBatchSize: 0, preferredBatchSizes: [], maxQueueDelayMs: 0 }, preserveOrdering });
+      const answered: string[] = [];
+      const a = scheduler.schedule(request(1)).then(() => answered.push('a'));
+      const b = scheduler.schedule(request(2)).then(() => answered.push('b'));
+      const c = scheduler.schedule(request(3, { timeoutMs: 5 })).catch(() => answered.push('c timed out'));
+      await tick();
+      assert.equal(first.running + second.running, 2, 'a and b run on the two instances');
+      // c times out in the queue, then b's instance finishes, both before a's.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      (first.batches[0]![0]!.data[0] === 2 ? first : second).finishOne();
+      await tick();
+      assert.deepEqual(answered, preserveOrdering ? [] : ['c timed out', 'b'], `preserveOrdering ${preserveOrdering}`);
+      (first.batches[0]![0]!.data[0] === 1 ? first : second).finishOne();
+      await Promise.all([a, b, c]);
+      assert.deepEqual(answered, preserveOrdering ? ['a', 'b', 'c timed out'] : ['c timed out', 'b', 'a']);
+    }
+  });
+
   test('a request whose caller went away is dropped before it runs', async () => {
     const instance = new ManualInstance();
     const scheduler = makeScheduler(instance);

@@ -214,6 +214,7 @@ export class ModelVersion {
       retryAfterSeconds: defaults.retryAfterSeconds,
       holdUntilQueued: defaults.holdUntilQueued,
       ...(defaults.batchesPerInstance === undefined ? {} : { batchesPerInstance: defaults.batchesPerInstance }),
+      preserveOrdering: batching?.preserve_ordering === true,
       stats: this.stats,
     });
   }

@@ -39,6 +39,11 @@ export interface SchedulerOptions {
    * earlier (smaller) than they could be.
    */
   readonly batchesPerInstance?: number;
+  /**
+   * Answer requests in the order they were queued (Triton's `preserve_ordering`): a request
+   * finished before an earlier one waits for it. Off: each is answered as soon as it finishes.
+   */
+  readonly preserveOrdering?: boolean;
   readonly stats: VersionStatistics;
   /** Milliseconds; injectable for tests. */
   readonly clock?: () => number;
@@ -72,6 +77,8 @@ class Pending implements BatchCandidate {
   timer: NodeJS.Timeout | undefined;
   onAbort: (() => void) | undefined;
   dispatchedNs = 0n;
+  /** With preserve_ordering: its answer, held until every request queued before it is answered. */
+  answer: (() => void) | undefined;
 
   constructor(
     readonly request: ScheduledRequest,
@@ -108,6 +115,8 @@ export class Scheduler {
   private readonly clock: () => number;
   private queued = 0;
   private running = 0;
+  /** With preserve_ordering: requests in the order they were queued, until answered. */
+  private readonly inOrder: RingQueue<Pending> | undefined;
   /** Requests dropped (timed out, cancelled) since the queues were last cleared of them. */
   private droppedInQueue = 0;
   private holding: boolean;
@@ -124,6 +133,7 @@ export class Scheduler {
     this.free = Array.from({ length: slots }, () => [...options.instances]).flat().reverse();
     this.clock = options.clock ?? (() => performance.now());
     this.holding = options.holdUntilQueued > 0;
+    this.inOrder = options.preserveOrdering === true ? new RingQueue<Pending>() : undefined;
   }
 
   /** Requests waiting in the queues. */
@@ -157,6 +167,7 @@ export class Scheduler {
     return new Promise<Tensor[]>((resolve, reject) => {
       const item = new Pending(request, this.clock(), process.hrtime.bigint(), resolve, reject);
       this.levels[this.levelOf(request.priority)]!.push(item);
+      this.inOrder?.push(item);
       this.queued++;
       const timeoutMs = this.timeoutOf(request);
       if (timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS) {
@@ -335,7 +346,7 @@ export class Scheduler {
           finishedAtMs: epochMs(t3),
           batchRows: totalRows,
         }));
-        item.resolve(wanted);
+        this.answer(item, () => item.resolve(wanted));
       });
     } catch (error) {
       const failure = error instanceof TesseraError ? error : new TesseraError('INFERENCE_FAILED', (error as Error).message, { cause: error });
@@ -351,7 +362,7 @@ export class Scheduler {
       for (const item of batch) {
         item.state = 'done';
         this.options.stats.recordFailure(Number(end - item.enqueuedNs));
-        item.reject(failure);
+        this.answer(item, () => item.reject(failure));
       }
     }
   }
@@ -370,10 +381,22 @@ export class Scheduler {
       this.droppedInQueue = 0;
     }
     this.options.stats.recordFailure(Number(process.hrtime.bigint() - item.enqueuedNs));
-    item.reject(error);
+    this.answer(item, () => item.reject(error));
     this.checkDrained();
     // The head may have changed: a waiting batch can be ready now.
     queueMicrotask(() => this.pump());
+  }
+
+  /** Answer `item` now, or (preserve_ordering) once every request queued before it is answered. */
+  private answer(item: Pending, settle: () => void): void {
+    const inOrder = this.inOrder;
+    if (inOrder === undefined) return settle();
+    item.answer = settle;
+    for (let head = inOrder.peek(); head?.answer !== undefined; head = inOrder.peek()) {
+      inOrder.shift();
+      head.answer();
+      head.answer = undefined;
+    }
   }
 
   private release(item: Pending): void {
