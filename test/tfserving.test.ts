@@ -100,6 +100,13 @@ describe('TF Serving REST API', () => {
     const inputs = typed.metadata.signature_def.signature_def.serving_default.inputs;
     assert.deepEqual([inputs['ids']!.dtype, inputs['flag']!.dtype, inputs['blob']!.dtype], ['DT_INT64', 'DT_BOOL', 'DT_STRING']);
     assert.equal(((await getJson(`${base}/v1/models/mlp/metadata`)).body as { model_spec: { version: string } }).model_spec.version, '2');
+    // A pinned default version is the one requests naming none get, and the one metadata names.
+    server.engine.setDefaultVersion('mlp', '1');
+    try {
+      assert.equal(((await getJson(`${base}/v1/models/mlp/metadata`)).body as { model_spec: { version: string } }).model_spec.version, '1');
+    } finally {
+      server.engine.setDefaultVersion('mlp', undefined);
+    }
   });
 
   test(':predict row format, single input: instances are rows; predictions are the rows of the one output', async () => {

@@ -71,7 +71,8 @@ function versionStatus(entry: RepositoryIndexEntry): ModelVersionStatus {
 /** GetModelMetadataResponse: model_spec and a SignatureDefMap with serving_default. */
 export function modelMetadata(engine: Engine, model: string, version: string | undefined): object {
   const metadata = engine.modelMetadata(model, version);
-  const served = version ?? highest(metadata.versions);
+  // Without a version: the one serving requests that name none (a pinned default, else the highest READY).
+  const served = version ?? engine.servingVersions(model)?.defaultVersion ?? highest(metadata.versions);
   return {
     model_spec: { name: model, signature_name: '', version: served },
     metadata: {
