@@ -23,6 +23,22 @@ async function call(server: { httpUrl: string }, model: string, first: number): 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('circuit breaker', () => {
+  test('timeouts callers set themselves do not open the breaker for everyone', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeFakeModel(repo, 'slow', 1, { ...io, delay_ms: 100 }, base + 'instance_group:\n  - count: 1\nrouting:\n  circuit_breaker: {failure_threshold: 3, cooldown: 30s}\n');
+    const server = await startTestServer(t, repo);
+    const url = `${server.httpUrl}/v2/models/slow/infer`;
+    const body = (parameters?: object) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }], ...(parameters === undefined ? {} : { parameters }) });
+    // One request runs for 100 ms; six callers queued behind it give up after 1 ms each.
+    const results = await Promise.all([postJson(url, body()), ...Array.from({ length: 6 }, () => postJson(url, body({ timeout: 1000 })))]);
+    assert.deepEqual(results.map((r) => r.status), [200, 504, 504, 504, 504, 504, 504]);
+    const after = await postJson(url, body());
+    assert.equal(after.status, 200, JSON.stringify(after.body));
+    const rollout = (await getJson(`http://127.0.0.1:${server.managementPort}/models/slow/rollout`)).body as { circuitBreakers: { version: string; state: string }[] };
+    assert.deepEqual(rollout.circuitBreakers.map((b) => [b.version, b.state]), [['1', 'closed']]);
+  });
+
   test('in poll mode an open breaker stays open through repository polls until its cool-down ends', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

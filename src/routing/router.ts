@@ -121,9 +121,14 @@ const EVENT_LIMIT = 100;
  */
 type Outcome = { readonly kind: 'ok' } | { readonly kind: 'failure'; readonly reason: string; readonly slow?: boolean } | { readonly kind: 'neutral' };
 
-/** A server-side failure of the version: internal errors, timeouts, the version unavailable. Client errors and overload are not. */
-function outcomeOf(error: unknown): Outcome {
+/**
+ * A server-side failure of the version: internal errors, timeouts, the version unavailable.
+ * Client errors and overload are not, nor a timeout the caller set itself (`callerTimeout`):
+ * one impatient caller must not open the breaker for everyone.
+ */
+function outcomeOf(error: unknown, callerTimeout = false): Outcome {
   const failure = toTesseraError(error);
+  if (failure.code === 'DEADLINE_EXCEEDED' && callerTimeout) return { kind: 'neutral' };
   if (failure.category === 'internal' || failure.code === 'DEADLINE_EXCEEDED' || failure.code === 'MODEL_UNAVAILABLE') {
     return { kind: 'failure', reason: `${failure.code}: ${failure.message}` };
   }
@@ -543,7 +548,7 @@ export class Router implements EngineRouting {
     try {
       response = await next(request, routed, chose);
     } catch (error) {
-      const outcome = outcomeOf(error);
+      const outcome = outcomeOf(error, request.timeoutMs !== undefined);
       this.settle(routes, breaker, permit, version, performance.now() - started, outcome);
       shadow?.cancel();
       mirror?.cancel();
