@@ -3,7 +3,19 @@
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-/** Half bits of `value`, rounding to nearest even. */
+/**
+ * Half bits of `value`, rounded to nearest even from the exact double.
+ *
+ * The conversion reads the bits of `value` rounded to float32, which is cheap, and rounds
+ * those to half. Rounding twice goes wrong in one case only: when the float32 rounding lands
+ * exactly on a midpoint between two halves (1 + 2^-11 + 2^-30 becomes 1 + 2^-11, which then
+ * ties to even, 1, where the double lies above the tie and rounds to 1 + 2^-10). Every
+ * midpoint, the overflow threshold 65520 and the underflow threshold 2^-25 included, is a
+ * float32, and rounding to nearest is monotonic, so a float32 rounding can reach a midpoint
+ * but never cross one: anywhere else the float32 is on the same side of every midpoint as the
+ * double. So at a tie of the float32, the double decides (roundsUpAtTie); the common path is
+ * unchanged.
+ */
 export function toHalfBits(value: number): number {
   f32[0] = value;
   const bits = u32[0]!;
@@ -20,12 +32,23 @@ export function toHalfBits(value: number): number {
     const half = mantissa >>> shift;
     const remainder = mantissa & ((1 << shift) - 1);
     const midpoint = 1 << (shift - 1);
-    return sign | (half + (remainder > midpoint || (remainder === midpoint && (half & 1) === 1) ? 1 : 0));
+    return sign | (half + (remainder > midpoint || (remainder === midpoint && roundsUpAtTie(value, half)) ? 1 : 0));
   }
   const half = (e << 10) | (mantissa >>> 13);
   const remainder = mantissa & 0x1fff;
-  e = half + (remainder > 0x1000 || (remainder === 0x1000 && (half & 1) === 1) ? 1 : 0);
+  e = half + (remainder > 0x1000 || (remainder === 0x1000 && roundsUpAtTie(value, half)) ? 1 : 0);
   return sign | e;
+}
+
+/**
+ * Whether to round up (away from zero) when `value`, as float32 (still in `f32`), lies
+ * exactly half way between half `half` and the next: ties to even when the double is the
+ * midpoint itself, else towards the side of the midpoint the double is on.
+ */
+function roundsUpAtTie(value: number, half: number): boolean {
+  const rounded = f32[0]!;
+  if (rounded === value) return (half & 1) === 1;
+  return Math.abs(value) > Math.abs(rounded);
 }
 
 /** The number that half bits `bits` encode. */

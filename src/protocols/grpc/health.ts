@@ -14,7 +14,8 @@ interface HealthCheckRequest {
  * The standard gRPC health service (grpc.health.v1.Health, grpc/doc/health-checking.md),
  * following the engine: the server ('') and inference.GRPCInferenceService are SERVING while
  * engine.isReady(), NOT_SERVING otherwise; each model of the repository is a service of its
- * own name, SERVING while the model has a ready version. Unknown names answer NOT_FOUND.
+ * own name, SERVING while the model has a ready version, NOT_SERVING once it has none or has
+ * left the repository. Names never in the repository answer NOT_FOUND.
  * Check and List read the engine at call time; Watch streams are updated when a status changes.
  */
 export class EngineHealth {
@@ -67,8 +68,21 @@ export class EngineHealth {
     const server: ServingStatus = this.engine.isReady() ? 'SERVING' : 'NOT_SERVING';
     this.set('', server);
     this.set(INFERENCE_SERVICE_NAME, server);
+    const models = new Set<string>();
     for (const entry of this.engine.repositoryIndex()) {
+      // The index lists a model once per version; its status is the model's.
+      if (models.has(entry.name)) continue;
+      models.add(entry.name);
       this.set(entry.name, this.modelStatus(entry.name));
+    }
+    // A model gone from the repository turns NOT_SERVING rather than being forgotten (which
+    // would answer Check with NOT_FOUND, as for a name never known): Kubernetes gRPC probes and
+    // grpc_health_probe fail on either, but report NOT_SERVING as the service being unhealthy
+    // where NOT_FOUND reads as a probe naming the wrong service; and HealthImplementation can
+    // only set a status, not drop one, so Watch streams on the model would keep their last
+    // SERVING. It turns SERVING again if the model comes back.
+    for (const service of this.known.keys()) {
+      if (service !== '' && service !== INFERENCE_SERVICE_NAME && !models.has(service)) this.set(service, 'NOT_SERVING');
     }
   }
 

@@ -20,11 +20,28 @@ export function encodeModelInferResponse(response: ModelInferResponseOut): Buffe
   return writer.finish();
 }
 
+/**
+ * Bytes `response` encodes to, without encoding it: a walk over its outputs' names, shapes
+ * and parameters, never over tensor data (raw contents count by their byteLength).
+ */
+export function modelInferResponseSize(response: ModelInferResponseOut): number {
+  return inferResponseSize(response);
+}
+
+/** Bytes a ModelStreamInferResponse encodes to, without encoding it (as {@link modelInferResponseSize}). */
+export function modelStreamInferResponseSize(answer: ModelStreamInferResponseOut): number {
+  return streamResponseSize(byteLength(answer.error_message), inferResponseSize(answer.infer_response));
+}
+
+function streamResponseSize(errorBytes: number, inner: number): number {
+  return (errorBytes === 0 ? 0 : stringSize(1, errorBytes)) + tagSize(2) + varint32Size(inner) + inner;
+}
+
 /** ModelStreamInferResponse: { error_message = 1; infer_response = 2 }. */
 export function encodeModelStreamInferResponse(answer: ModelStreamInferResponseOut): Buffer {
   const errorBytes = byteLength(answer.error_message);
   const inner = inferResponseSize(answer.infer_response);
-  const writer = new ProtobufWriter((errorBytes === 0 ? 0 : stringSize(1, errorBytes)) + tagSize(2) + varint32Size(inner) + inner);
+  const writer = new ProtobufWriter(streamResponseSize(errorBytes, inner));
   if (errorBytes > 0) writer.string(1, answer.error_message, errorBytes);
   writer.tag(2, 2);
   writer.uint32(inner);

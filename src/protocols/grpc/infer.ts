@@ -1,3 +1,4 @@
+import { TesseraError } from '../../core/errors.js';
 import type { InferenceRequest, InferenceResponse } from '../../core/inference.js';
 import type { Engine } from '../../engine/engine.js';
 import { classificationCount, classify } from '../classification.js';
@@ -17,6 +18,21 @@ export async function inferMessage(engine: Engine, message: ModelInferRequestMes
   const classification = classificationPlan(request);
   const response = await engine.infer(request);
   return encodeInferResponse(classification.size === 0 ? response : applyClassification(engine, response, classification));
+}
+
+/**
+ * The refusal of an answer that encodes to `size` bytes when gRPC messages are limited to
+ * `limit` bytes (-1: no limit, grpc-js's convention), or undefined when it fits. grpc-js
+ * checks the limit only after encoding, and then fails the call with its own "Sent message
+ * larger than max", which on ModelStreamInfer ends the whole stream, every other request on
+ * it unanswered. Sizing first lets the adapter refuse just this answer, naming the setting.
+ */
+export function oversizedAnswer(size: number, limit: number): TesseraError | undefined {
+  if (limit < 0 || size <= limit) return undefined;
+  return new TesseraError(
+    'LIMIT_EXCEEDED',
+    `the response is ${size} bytes, larger than a gRPC message may be; the limit is ${limit} bytes (--grpc-max-message-bytes). Ask for fewer outputs or a smaller batch, or raise the limit`,
+  );
 }
 
 /** Outputs requested with `classification: k`, with k; refuses an ill-typed k before inference. */

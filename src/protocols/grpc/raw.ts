@@ -16,7 +16,8 @@ const LENGTH_PREFIX_BYTES = 4;
 /**
  * Tensor data from the raw bytes of input `where`. Numeric data is a typed-array view of
  * `raw` (no copy) when its offset is aligned for the datatype, a copy otherwise; BYTES
- * elements are Buffers viewing `raw`.
+ * elements are Buffers viewing `raw`. BOOL bytes must be 0 or 1, as over HTTP's binary
+ * extension (http/v2/binary.ts), with the same message.
  */
 export function decodeRaw(datatype: DataType, raw: Buffer, where: string): TensorData {
   if (!isNumericDataType(datatype)) return splitBytesElements(raw, where);
@@ -27,7 +28,19 @@ export function decodeRaw(datatype: DataType, raw: Buffer, where: string): Tenso
       `${where}: raw_input_contents has ${raw.byteLength} bytes, not a whole number of ${datatype} elements (${size} bytes each)`,
     );
   }
+  if (datatype === 'BOOL') checkBoolBytes(raw, where);
   return viewBytes(datatype, raw);
+}
+
+/**
+ * Refuse BOOL bytes other than 0 and 1: a backend reads such a byte as whatever its own bool
+ * makes of it, and an identity model would echo a "true" that is neither 0 nor 1.
+ */
+function checkBoolBytes(raw: Buffer, where: string): void {
+  for (let i = 0; i < raw.length; i++) {
+    const byte = raw[i]!;
+    if (byte > 1) throw new TesseraError('INVALID_INPUT_DATA', `${where}: BOOL element ${i} is the byte ${byte}; BOOL bytes are 0 or 1`);
+  }
 }
 
 /** The raw bytes of tensor data: numeric data as a view of its typed array, BYTES length-prefixed. */

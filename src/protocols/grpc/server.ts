@@ -74,13 +74,14 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     ...(options.interceptors === undefined ? {} : { interceptors: options.interceptors }),
   });
 
-  const streamInfer = createStreamInfer(engine, logger, options.shed);
+  const streamInfer = createStreamInfer(engine, logger, maxMessageBytes, options.shed);
   server.addService(
     withInferCodecs(inference.service),
     createInferenceService({
       engine,
       logger,
       server: { name: options.serverName ?? 'tessera', version: options.serverVersion ?? TESSERA_VERSION },
+      maxMessageBytes,
       streamInfer: streamInfer.handle,
       ...(options.shed === undefined ? {} : { shed: options.shed }),
     }),

@@ -5,7 +5,8 @@ import type { Engine } from '../../engine/engine.js';
 import { parseLoadParameters, type LoadParameterValue } from '../repository-load.js';
 import { openCallScope } from './call-scope.js';
 import { toServiceError } from './errors.js';
-import { inferMessage } from './infer.js';
+import { inferMessage, oversizedAnswer } from './infer.js';
+import { modelInferResponseSize } from './infer-response-encoder.js';
 import type { ModelInferRequestMessage, ModelRefMessage, RepositoryIndexRequestMessage, RepositoryModelRequestMessage } from './messages.js';
 import { encodeModelConfig } from './model-config.js';
 import { releaseOnceEncoded, releaseRequest } from './received-messages.js';
@@ -16,6 +17,8 @@ export interface InferenceServiceOptions {
   readonly engine: Engine;
   readonly logger: Logger;
   readonly server: ServerInfo;
+  /** The send limit (grpc.max_send_message_length): a larger ModelInfer answer is refused, naming it. */
+  readonly maxMessageBytes: number;
   /** The ModelStreamInfer handler (stream.ts), which owns the streams' lifecycle. */
   readonly streamInfer: StreamInferHandler;
   /** Load shedding: the refusal for a call starting now, or undefined. Health rpcs are never shed. */
@@ -74,6 +77,9 @@ export function createInferenceService(options: InferenceServiceOptions): Untype
       const open = openCallScope(call);
       try {
         const response = await inferMessage(engine, call.request, open.scope);
+        // grpc-js would refuse it after encoding with a bare "Sent message larger than max".
+        const oversized = oversizedAnswer(modelInferResponseSize(response), options.maxMessageBytes);
+        if (oversized !== undefined) throw oversized;
         releaseOnceEncoded(call.request, response);
         return response;
       } catch (error) {

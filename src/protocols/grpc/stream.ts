@@ -3,7 +3,8 @@ import { TesseraError, toTesseraError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Engine } from '../../engine/engine.js';
 import { remainingMs } from './call-scope.js';
-import { inferMessage } from './infer.js';
+import { inferMessage, oversizedAnswer } from './infer.js';
+import { modelStreamInferResponseSize } from './infer-response-encoder.js';
 import type { ModelInferRequestMessage, ModelInferResponseOut, ModelStreamInferResponseOut } from './messages.js';
 import { releaseOnceEncoded, releaseRequest } from './received-messages.js';
 
@@ -25,16 +26,17 @@ export interface StreamInfer {
  * runs as soon as it arrives, concurrently with the others, and gets exactly one
  * ModelStreamInferResponse, sent when it completes (so possibly out of order: clients match
  * responses by request id). A failed request is answered with `error_message` set and an
- * `infer_response` that holds only its id, model and version; the stream goes on. The stream
- * ends with status OK after the client half-closes and every request is answered. When the
- * client cancels, queued requests are dropped. When writes back up, reading pauses until the
- * client drains them.
+ * `infer_response` that holds only its id, model and version; the stream goes on. So is a
+ * request whose answer would be larger than the message limit, which grpc-js would otherwise
+ * refuse to send by ending the whole stream. The stream ends with status OK after the client
+ * half-closes and every request is answered. When the client cancels, queued requests are
+ * dropped. When writes back up, reading pauses until the client drains them.
  */
-export function createStreamInfer(engine: Engine, logger: Logger, shed?: () => TesseraError | undefined): StreamInfer {
+export function createStreamInfer(engine: Engine, logger: Logger, maxMessageBytes: number, shed?: () => TesseraError | undefined): StreamInfer {
   const open = new Set<StreamState>();
 
   const handle: StreamInferHandler = (call: StreamCall) => {
-    const state = new StreamState(call, engine, logger, () => open.delete(state), shed);
+    const state = new StreamState(call, engine, logger, maxMessageBytes, () => open.delete(state), shed);
     open.add(state);
   };
   return {
@@ -58,6 +60,8 @@ class StreamState {
     private readonly call: StreamCall,
     private readonly engine: Engine,
     private readonly logger: Logger,
+    /** The server's send limit (grpc.max_send_message_length): each answer is sized against it before it is written. */
+    private readonly maxMessageBytes: number,
     private readonly onFinished: () => void,
     /** Load shedding: each request on the stream is new work, checked as it arrives. */
     private readonly shed?: () => TesseraError | undefined,
@@ -86,24 +90,30 @@ class StreamState {
       .then(
         (response): ModelStreamInferResponseOut => {
           const answer = { error_message: '', infer_response: response };
+          // Sized, not encoded: a walk over the outputs' metadata; the serializer encodes once.
+          const oversized = oversizedAnswer(modelStreamInferResponseSize(answer), this.maxMessageBytes);
+          if (oversized !== undefined) return this.failed(message, oversized);
           releaseOnceEncoded(message, answer);
           return answer;
         },
-        (error: unknown): ModelStreamInferResponseOut => {
-          releaseRequest(message);
-          const failure = toTesseraError(error);
-          if (failure.category === 'internal') this.logger.error({ rpc: 'ModelStreamInfer', err: error }, failure.message);
-          return {
-            error_message: failure.message,
-            infer_response: { model_name: message.model_name, model_version: message.model_version, id: message.id },
-          };
-        },
+        (error: unknown): ModelStreamInferResponseOut => this.failed(message, error),
       )
       .then((answer) => {
         this.pending--;
         this.send(answer);
         this.maybeEnd();
       });
+  }
+
+  /** The answer to a failed request: its error, with only its id, model and version. */
+  private failed(message: ModelInferRequestMessage, error: unknown): ModelStreamInferResponseOut {
+    releaseRequest(message);
+    const failure = toTesseraError(error);
+    if (failure.category === 'internal') this.logger.error({ rpc: 'ModelStreamInfer', err: error }, failure.message);
+    return {
+      error_message: failure.message,
+      infer_response: { model_name: message.model_name, model_version: message.model_version, id: message.id },
+    };
   }
 
   private async run(message: ModelInferRequestMessage): Promise<ModelInferResponseOut> {
