@@ -353,6 +353,13 @@ describe('Triton config.pbtxt to Tessera config', () => {
     assert.equal(tritonConfigFromText('max_batch_size: 0').config['max_batch_size'], 0);
     const missing = tritonConfigFromText('name: "m"').config;
     assert.equal('max_batch_size' in missing, false, 'absent: decided from the model');
+    // Inputs and outputs both listed: Triton does not auto-complete; the config is taken as written.
+    const complete = tritonConfigFromText(
+      'max_batch_size: 0\ninput [{ name: "x" data_type: TYPE_FP32 dims: [-1, 4] }]\noutput [{ name: "y" data_type: TYPE_FP32 dims: [-1, 4] }]',
+      { autoComplete: true },
+    ).config;
+    assert.equal(complete['max_batch_size'], 0);
+    assert.equal(complete['dynamic_batching'], false);
   });
 
   test('sequence batching, ensembles and other backends are reported, not honoured', () => {

@@ -280,7 +280,9 @@ class Converter {
     this.platformAndBackend(f, config);
 
     const maxBatchSize = f.integer('max_batch_size', 0, 2 ** 31 - 1);
-    const autoComplete = this.options.autoComplete === true;
+    // Triton's onnxruntime backend completes a config only when it lists no inputs or no
+    // outputs: one that lists both is taken as written (max_batch_size 0 means no batching).
+    const autoComplete = this.options.autoComplete === true && !(f.messages('input').length > 0 && f.messages('output').length > 0);
     if (maxBatchSize !== undefined && !(autoComplete && maxBatchSize === 0)) config['max_batch_size'] = maxBatchSize;
 
     const labelFiles: { file: string; path: string }[] = [];
