@@ -24,6 +24,53 @@ interface Manifest {
   readonly updatedAt: string;
 }
 
+/** What the fields of a job record stand for, in the message refusing another job's checkpoint. */
+const JOB_FIELDS = new Map<string, string>([
+  ['input', 'the input file'],
+  ['inputBytes', "the input's size"],
+  ['inputModifiedMs', "the input's modification time"],
+  ['inputFormat', 'the input format'],
+  ['output', 'the output'],
+  ['outputFormat', 'the output format'],
+  ['model', 'the model'],
+  ['version', '--version'],
+  ['target', 'the model repository or --url'],
+  ['modelVersion', 'the model version'],
+  ['modelVersions', 'the model versions the server lists'],
+  ['modelFiles', "the model's files or configuration"],
+  ['signature', "the model's inputs or outputs"],
+  ['mapping', 'the column mapping'],
+  ['passthrough', '--passthrough'],
+  ['columns', 'the output columns'],
+  ['classify', '--classify'],
+  ['labels', 'the labels'],
+  ['batchSize', 'the batch size'],
+  ['chunkRows', 'the chunk size'],
+  ['compression', '--compression'],
+  ['csvDelimiter', '--csv-delimiter'],
+]);
+
+/** Longest value quoted in that message; longer ones (signatures) are only named. */
+const QUOTED_VALUE = 48;
+/** Fields only named: their values (file fingerprints) say nothing to a reader. */
+const UNQUOTED = new Set(['modelFiles']);
+
+/** The fields that differ between the job a checkpoint was written for and this one, with short values quoted. */
+function describeChanges(before: unknown, now: Readonly<Record<string, unknown>>): string {
+  const earlier: Readonly<Record<string, unknown>> = typeof before === 'object' && before !== null ? (before as Record<string, unknown>) : {};
+  const changes: string[] = [];
+  for (const key of new Set([...Object.keys(earlier), ...Object.keys(now)])) {
+    // A field a checkpoint of an older Tessera lacks counts as null.
+    const was = JSON.stringify(Object.hasOwn(earlier, key) ? earlier[key] : null) ?? 'null';
+    const is = JSON.stringify(Object.hasOwn(now, key) ? now[key] : null) ?? 'null';
+    if (was === is) continue;
+    const name = JOB_FIELDS.get(key) ?? key;
+    const quoted = !UNQUOTED.has(key) && was.length <= QUOTED_VALUE && is.length <= QUOTED_VALUE;
+    changes.push(quoted ? `${name} (was ${was}, now ${is})` : name);
+  }
+  return changes.join(', ');
+}
+
 export function fingerprintOf(job: Record<string, unknown>): string {
   return createHash('sha256').update(JSON.stringify(job)).digest('hex');
 }
@@ -91,10 +138,11 @@ export class Checkpoint {
       let manifest = await readManifest(dir);
       if (manifest !== undefined && manifest.fingerprint !== fingerprint) {
         if (!options.restart) {
+          const changes = describeChanges(manifest.job, job);
           throw new TesseraError(
             'BATCH_CHECKPOINT_CONFLICT',
-            `${dir} holds the checkpoint of a different job (its arguments, model or input file differ from this run's); ` +
-              `rerun the original command to finish it, or pass --restart to discard it`,
+            `${dir} holds the checkpoint of a different job (${changes === '' ? "its arguments, model or input file differ from this run's" : `changed since it was written: ${changes}`}); ` +
+              `rerun the original command (with the same input and model) to finish it, or pass --restart to discard it`,
           );
         }
         manifest = undefined;

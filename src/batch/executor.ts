@@ -12,6 +12,21 @@ export interface ModelInfo {
   /** 0: the model does not batch (one row per request); otherwise the largest batch a request may carry. */
   readonly maxBatchSize: number;
   readonly labels: readonly string[] | undefined;
+  /** What the checkpoint records of the model, so that a resumed job refuses a changed one. */
+  readonly identity: ModelIdentity;
+}
+
+/**
+ * The model a job scores with, as far as the executor can tell: a job resumed with another
+ * version, or with the files of its version replaced, would mix two models' outputs in one file.
+ */
+export interface ModelIdentity {
+  /** The version requests go to: in-process, the one loaded; remote, `--version` (null: the server's choice). */
+  readonly version: string | null;
+  /** Remote without `--version`: the versions the server's metadata lists (a new one may take the requests). */
+  readonly versions: readonly string[] | null;
+  /** In-process: the model file's size, modification time and inode, and a hash of its config, labels and other files. */
+  readonly files: string | null;
 }
 
 /** Runs inference requests for a job: in-process (the engine) or against a remote V2 endpoint. */

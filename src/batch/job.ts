@@ -1,10 +1,11 @@
-import { readFile, rename, stat, unlink } from 'node:fs/promises';
+import { rename, stat, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { TesseraError } from '../core/errors.js';
 import { fromHalfBits } from '../core/float16.js';
 import { formatShape } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
+import { readLabels as readLabelFile } from '../repository/labels.js';
 import { Checkpoint } from './checkpoint.js';
 import { failureScope, rowErrorText, type Executor } from './executor.js';
 import { openSource } from './input/open.js';
@@ -130,9 +131,13 @@ function positiveInteger(value: number | undefined, flag: string): number | unde
   return value;
 }
 
+/**
+ * `--labels`: read as the repository reads a model's labels.txt (line n names class n, blank
+ * lines included), so the same file gives the same labels either way.
+ */
 async function readLabels(path: string): Promise<string[]> {
   try {
-    return (await readFile(path, 'utf8')).split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== '');
+    return await readLabelFile(path);
   } catch (error) {
     throw new TesseraError('INVALID_PARAMETER', `--labels: cannot read ${path}: ${(error as Error).message}`);
   }
@@ -275,6 +280,10 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
       model: options.model,
       version: options.version ?? null,
       target: options.url ?? resolve(options.repository),
+      // The model itself, not only its name: a new version or replaced files are another model.
+      modelVersion: model.identity.version,
+      modelVersions: model.identity.versions,
+      modelFiles: model.identity.files,
       signature: { inputs: model.inputs, outputs: model.outputs },
       mapping: mapping.bindings.map((b) => ({ input: b.input, source: b.source, rowShape: b.rowShape })),
       passthrough: options.passthrough,

@@ -1,11 +1,15 @@
+import { createHash } from 'node:crypto';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FakeBackend } from '../backends/fake/backend.js';
+import { findHandlerFile } from '../backends/handlers/custom.js';
 import { OnnxBackend } from '../backends/onnx/backend.js';
 import { SERVER_DEFAULTS } from '../config/server-config.js';
 import { TesseraError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { Engine } from '../engine/engine.js';
 import { discoverModel } from '../repository/discovery.js';
+import { versionFingerprint } from '../repository/fingerprint.js';
 import type { Executor, ModelInfo } from './executor.js';
 
 /** Batches an instance holds at once: the one it runs and the next. */
@@ -85,17 +89,24 @@ export class LocalExecutor implements Executor {
         ...(instances === undefined ? {} : { instance_group: [{ count: instances, kind: 'KIND_CPU' }] }),
       };
       await engine.loadModel(options.model, { config: override });
-      const metadata = engine.modelMetadata(options.model, options.version);
-      const view = engine.modelConfig(options.model, options.version);
-      const version = options.version ?? metadata.versions[metadata.versions.length - 1];
+      // Every request names the version served now, which the checkpoint records: a job never
+      // drifts to another version mid-way, whatever the engine loads.
+      const version = options.version ?? engine.servingVersions(options.model)?.defaultVersion;
+      const metadata = engine.modelMetadata(options.model, version);
+      const view = engine.modelConfig(options.model, version);
+      const labels = engine.modelLabels(options.model);
+      const directory = engine.describeModels(options.model)[0]?.directory ?? discovered.dir;
+      const files =
+        version === undefined ? null : await modelFilesFingerprint(directory, version, view.default_model_filename, [config, labels ?? null]);
       const model: ModelInfo = {
         label: `model '${options.model}'${version === undefined ? '' : ` version ${version}`}`,
         name: options.model,
-        version: options.version,
+        version,
         inputs: metadata.inputs,
         outputs: metadata.outputs,
         maxBatchSize: view.max_batch_size,
-        labels: engine.modelLabels(options.model),
+        labels,
+        identity: { version: version ?? null, versions: null, files },
       };
       const running = view.instance_group.reduce((sum, group) => sum + group.count, 0);
       const threadCount = view.parameters['intra_op_thread_count']?.string_value;
@@ -136,4 +147,32 @@ export class LocalExecutor implements Executor {
   close(): Promise<void> {
     return this.engine.close();
   }
+}
+
+/**
+ * A fingerprint of model version `version` in `directory`: the engine's own (the model file's
+ * size, modification time and inode, which a replaced file changes), with a key that hashes
+ * `settings` (the config file's content and the labels), the handler module and the version
+ * directory's other files (external weights), so that a resumed job sees any of them change.
+ */
+async function modelFilesFingerprint(directory: string, version: string, filename: string, settings: unknown): Promise<string> {
+  const handler = await findHandlerFile(directory);
+  const stamps: string[] = [handler === undefined ? 'no handler' : `handler ${await statStamp(handler)}`];
+  const versionDir = join(directory, version);
+  const names = await readdir(versionDir, { recursive: true }).catch(() => [] as string[]);
+  for (const name of names.sort()) {
+    if (name === filename) continue;
+    const stamp = await statStamp(join(versionDir, name), true);
+    if (stamp !== undefined) stamps.push(`${name} ${stamp}`);
+  }
+  const key = createHash('sha256').update(JSON.stringify([settings, stamps])).digest('hex').slice(0, 16);
+  return versionFingerprint(directory, version, filename, key);
+}
+
+/** Size, modification time and inode of a file (undefined for a directory when `filesOnly`). */
+async function statStamp(file: string, filesOnly = false): Promise<string | undefined> {
+  const info = await stat(file).catch(() => undefined);
+  if (info === undefined) return 'missing';
+  if (filesOnly && !info.isFile()) return undefined;
+  return `${info.size}:${info.mtimeMs}:${info.ino}`;
 }

@@ -5,7 +5,7 @@ import { formatShape } from '../core/shape.js';
 import type { Tensor, TensorSpec } from '../core/tensor.js';
 import { describeValue } from './columns.js';
 import { inputError, type ColumnInfo, type InputBlock } from './input/source.js';
-import type { PackedFeatures, PackSpec } from './pack.js';
+import { floatProblem, type PackedFeatures, type PackSpec } from './pack.js';
 
 /** Where one model input's values come from. */
 export type InputSourceSpec =
@@ -270,7 +270,9 @@ function storeFor(datatype: DataType, target: NumericArray | Buffer[]): Store {
       return (value, at) => {
         const n = typeof value === 'number' ? value : numeric(value);
         if (n === undefined) return `expected a number, got ${describeValue(value)}`;
-        if (!Number.isFinite(n)) return `${String(n)} is not a finite number`;
+        // Finite, and within FP32's range: 1e39 would be an infinity in the tensor.
+        const problem = floatProblem(n, datatype);
+        if (problem !== undefined) return problem;
         out[at] = n;
         return undefined;
       };
@@ -280,7 +282,8 @@ function storeFor(datatype: DataType, target: NumericArray | Buffer[]): Store {
       return (value, at) => {
         const n = numeric(value);
         if (n === undefined) return `expected a number, got ${describeValue(value)}`;
-        if (!Number.isFinite(n)) return `${String(n)} is not a finite number`;
+        const problem = floatProblem(n, 'FP16');
+        if (problem !== undefined) return problem;
         out[at] = toHalfBits(n);
         return undefined;
       };
@@ -476,9 +479,11 @@ export class BlockEncoder {
         for (let i = 0, at = j; i < n; i++, at += per) {
           const value = column[from + i]!;
           out[at] = value;
-          if (value - value !== 0) {
+          // What was stored is tested: a double beyond FP32's range is an infinity there.
+          const stored = out[at]!;
+          if (stored - stored !== 0) {
             problems ??= new Map();
-            if (!problems.has(i)) problems.set(i, `feature '${featureName(binding, j)}': ${value} is not a finite number`);
+            if (!problems.has(i)) problems.set(i, `feature '${featureName(binding, j)}': ${floatProblem(value, binding.datatype as 'FP32' | 'FP64') ?? `${value} is not a finite number`}`);
           }
         }
       }
@@ -563,7 +568,8 @@ export class BlockEncoder {
         const out = builder.buffer(b) as Float32Array;
         for (let j = 0; j < columns.length; j++) {
           const value = (columns[j] as Float32Array)[r]!;
-          if (!Number.isFinite(value)) return `feature '${featureName(binding, j)}': ${value} is not a finite number`;
+          const problem = floatProblem(value, binding.datatype as 'FP32' | 'FP64');
+          if (problem !== undefined) return `feature '${featureName(binding, j)}': ${problem}`;
           out[base + j] = value;
         }
         continue;
@@ -585,7 +591,10 @@ export class BlockEncoder {
     const source = binding.source as { column: string };
     const where = source.column === binding.input ? `column '${source.column}'` : `column '${source.column}' (input '${binding.input}')`;
     if (value === null || value === undefined) return `${where} is missing`;
-    const flat = flattenValue(value);
+    // One BYTES value a row: text (or binary) is the value itself, even when it starts with
+    // '[' ("[Spoiler] great movie"); JSON array text is read only where a row takes several
+    // values or numbers.
+    const flat = binding.datatype === 'BYTES' && binding.perRow === 1 && (typeof value === 'string' || value instanceof Uint8Array) ? [value] : flattenValue(value);
     if (flat === undefined) return `${where}: expected ${binding.perRow === 1 ? 'a value' : `an array of ${binding.perRow} values`}, got ${describeValue(value)}`;
     if (flat.length !== binding.perRow) {
       return `${where}: expected ${binding.perRow} value${binding.perRow === 1 ? '' : 's'} (shape ${formatShape(binding.rowShape)}), got ${flat.length}`;

@@ -447,9 +447,11 @@ export class ChunkAssembler {
         for (let j = 0; j < width; j++) {
           const raw = data[i * width + j] as number | bigint;
           const value = half ? fromHalfBits(raw as number) : Number(raw);
-          if (value > max || j === 0) {
+          // As in argmax32: the first NaN wins (NumPy's and PyTorch's rule).
+          if (j === 0 || !(value <= max)) {
             max = value;
             best = j;
+            if (value !== value) break;
           }
         }
         prediction[r] = best;
@@ -484,7 +486,12 @@ export class ChunkAssembler {
  */
 const noted = new Float64Array(4);
 
-/** prediction / confidence of FP32 outputs (the common case), in a loop of its own that stays monomorphic. */
+/**
+ * prediction / confidence of FP32 outputs (the common case), in a loop of its own that stays
+ * monomorphic. A row holding a NaN predicts its first NaN, with confidence NaN, as NumPy's and
+ * PyTorch's argmax do: `!(value <= max)` is true for a larger value and for a NaN, in the one
+ * comparison the loop makes per value, and a NaN ends the row's search.
+ */
 function argmax32(data: Float32Array, rowIndex: Int32Array, rows: number, width: number, prediction: Int32Array, confidence: Float32Array | Float64Array): void {
   let bestLo = width;
   let bestHi = -1;
@@ -493,11 +500,13 @@ function argmax32(data: Float32Array, rowIndex: Int32Array, rows: number, width:
   for (let i = 0, at = 0; i < rows; i++, at += width) {
     let best = 0;
     let max = data[at]!;
-    for (let j = 1; j < width; j++) {
+    // A NaN first is the prediction: nothing after it is looked at.
+    for (let j = max === max ? 1 : width; j < width; j++) {
       const value = data[at + j]!;
-      if (value > max) {
+      if (!(value <= max)) {
         max = value;
         best = j;
+        if (value !== value) break;
       }
     }
     const r = rowIndex[i]!;

@@ -74,7 +74,8 @@ export class RemoteExecutor implements Executor {
     const probe = new RemoteExecutor(pool, modelPath, options, placeholderModel(options.model), where);
     try {
       const answer = await probe.send('GET', modelPath, undefined, { isolating: false });
-      if (answer.status === 404) throw new TesseraError('MODEL_NOT_FOUND', `${where}: ${errorText(answer)}`);
+      const refusal = jobRefusal(answer, `GET ${where}`);
+      if (refusal !== undefined) throw refusal;
       if (answer.status !== 200) throw new TesseraError('UPSTREAM_UNAVAILABLE', `${where} answered ${answer.status}: ${errorText(answer)}`);
       const metadata = parseMetadata(answer.text, where);
       const config = await probe.send('GET', `${modelPath}/config`, undefined, { isolating: false }).catch(() => undefined);
@@ -92,6 +93,8 @@ export class RemoteExecutor implements Executor {
         outputs: metadata.outputs,
         maxBatchSize,
         labels: options.labels,
+        // Without --version the server picks the version: the versions it lists stand for it.
+        identity: { version: options.version ?? null, versions: options.version === undefined ? metadata.versions : null, files: null },
       };
       return new RemoteExecutor(pool, modelPath, options, model, `remote: ${where} (KServe V2 REST, ${options.connections} connection${options.connections === 1 ? '' : 's'})`);
     } catch (error) {
@@ -106,7 +109,9 @@ export class RemoteExecutor implements Executor {
     );
     const body = `{"inputs":[${parts.join(',')}],"outputs":${JSON.stringify(outputs.map((name) => ({ name })))}}`;
     const answer = await this.send('POST', `${this.prefix}/infer`, body, { isolating: options.isolating === true });
-    if (answer.status !== 200) throw new TesseraError(codeForStatus(answer.status), `the server answered ${answer.status}: ${errorText(answer)}`);
+    if (answer.status !== 200) {
+      throw jobRefusal(answer, `POST ${new URL(this.options.url).origin}${this.prefix}/infer`) ?? new TesseraError(codeForStatus(answer.status), `the server answered ${answer.status}: ${errorText(answer)}`);
+    }
     return parseOutputs(answer.text);
   }
 
@@ -166,7 +171,7 @@ export class RemoteExecutor implements Executor {
 }
 
 function placeholderModel(name: string): ModelInfo {
-  return { label: name, name, version: undefined, inputs: [], outputs: [], maxBatchSize: 0, labels: undefined };
+  return { label: name, name, version: undefined, inputs: [], outputs: [], maxBatchSize: 0, labels: undefined, identity: { version: null, versions: null, files: null } };
 }
 
 function sleep(ms: number): Promise<void> {
@@ -187,8 +192,32 @@ function errorText(answer: HttpAnswer): string {
   return answer.text.slice(0, 300) || '(no body)';
 }
 
+/**
+ * An answer that no row can cause and every later request would get too: credentials refused
+ * (401, 407 from a proxy), access denied (403), no model at the URL (404) or a URL that does
+ * not take inference requests (405). Their codes stop the job at once (see failureScope):
+ * failing the rows instead would checkpoint them as errors, and a rerun would keep them.
+ */
+function jobRefusal(answer: HttpAnswer, request: string): TesseraError | undefined {
+  const said = errorText(answer);
+  switch (answer.status) {
+    case 401:
+      return new TesseraError('UNAUTHENTICATED', `${request}: the server refused the request as unauthenticated (401): ${said}; check the credentials the endpoint expects`);
+    case 407:
+      return new TesseraError('UNAUTHENTICATED', `${request}: a proxy asks for authentication (407): ${said}`);
+    case 403:
+      return new TesseraError('PERMISSION_DENIED', `${request}: the server denied access (403): ${said}; the credentials do not allow inference on this model`);
+    case 404:
+      return new TesseraError('MODEL_NOT_FOUND', `${request}: the server has no such model or version (404): ${said}`);
+    case 405:
+      return new TesseraError('ROUTE_NOT_FOUND', `${request}: the server does not take this request there (405): ${said}; is --url the base URL of a V2 endpoint?`);
+    default:
+      return undefined;
+  }
+}
+
+/** The code of a failed inference answer that jobRefusal leaves to the rows (their batch is retried row by row). */
 function codeForStatus(status: number): ErrorCode {
-  if (status === 404) return 'MODEL_NOT_FOUND';
   if (status === 413) return 'PAYLOAD_TOO_LARGE';
   if (status === 429 || status === 503) return 'UPSTREAM_UNAVAILABLE';
   if (status >= 400 && status < 500) return 'INVALID_INPUT_DATA';
@@ -211,10 +240,12 @@ function parseSpecs(value: unknown, what: string, where: string): TensorSpec[] {
   });
 }
 
-function parseMetadata(text: string, where: string): { inputs: TensorSpec[]; outputs: TensorSpec[] } {
-  const parsed = safeJson(text) as { inputs?: unknown; outputs?: unknown } | undefined;
+function parseMetadata(text: string, where: string): { inputs: TensorSpec[]; outputs: TensorSpec[]; versions: string[] | null } {
+  const parsed = safeJson(text) as { inputs?: unknown; outputs?: unknown; versions?: unknown } | undefined;
   if (parsed === undefined) throw new TesseraError('UPSTREAM_UNAVAILABLE', `${where}: the model metadata is not JSON`);
-  return { inputs: parseSpecs(parsed.inputs, 'inputs', where), outputs: parseSpecs(parsed.outputs, 'outputs', where) };
+  // `versions` is optional in V2 metadata; sorted, so that the order a server lists them in does not matter.
+  const versions = Array.isArray(parsed.versions) ? parsed.versions.map(String).sort() : null;
+  return { inputs: parseSpecs(parsed.inputs, 'inputs', where), outputs: parseSpecs(parsed.outputs, 'outputs', where), versions };
 }
 
 function parseOutputs(text: string): Tensor[] {

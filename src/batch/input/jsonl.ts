@@ -56,6 +56,10 @@ export class JsonlSource implements InputSource {
 
   private readChunks(chunkRows: number, columns: readonly string[], skip: (index: number) => boolean, track: boolean): AsyncGenerator<ChunkBlock | SkippedChunk> {
     const onBytes = track ? (n: number) => (this.consumed += n) : () => undefined;
+    // A row without a key named like an Object.prototype member ('constructor', 'toString',
+    // '__proto__') would read the inherited member: a function the reader thread cannot post,
+    // or a value that is not the row's. Only those columns are checked for an own key.
+    const inherited = columns.filter((name) => name in Object.prototype);
     return chunksOfRecords(readLines(this.path, onBytes), chunkRows, columns, skip, ({ text, line }, data, errors, at) => {
       let row: unknown;
       try {
@@ -66,6 +70,7 @@ export class JsonlSource implements InputSource {
       }
       if (isObject(row)) {
         for (const [name, values] of data) values[at] = row[name];
+        for (const name of inherited) if (!Object.hasOwn(row, name)) data.get(name)![at] = undefined;
       } else {
         errors.set(at, `line ${line}: expected a JSON object, got ${Array.isArray(row) ? 'an array' : typeof row}`);
       }
