@@ -119,6 +119,38 @@ describe('audit log', () => {
     assert.equal(audit.stats().written, 50);
   });
 
+  test('trace_id only for a traceparent tracing takes (the same parser): never for one it refuses', async () => {
+    const audit = auditLog({ models: { ident: { sample_rate: 1 } } });
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const headers: [string, string | undefined][] = [
+      ['valid', `00-${trace}-00f067aa0ba902b7-01`],
+      ['upper case', `00-${trace.toUpperCase()}-00F067AA0BA902B7-01`],
+      ['version ff', `ff-${trace}-00f067aa0ba902b7-01`],
+      ['zero parent id', `00-${trace}-0000000000000000-01`],
+      ['version 00 with more fields', `00-${trace}-00f067aa0ba902b7-01-extra`],
+      ['later version with more fields', `01-${trace}-00f067aa0ba902b7-01-extra`],
+    ];
+    for (const [id, traceparent] of headers) {
+      const response = await fetch(`${server.httpUrl}/v2/models/ident/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(traceparent === undefined ? {} : { traceparent }) },
+        body: JSON.stringify({ id, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }),
+      });
+      assert.equal(response.status, 200);
+    }
+    await audit.close();
+    const { records } = await readRecords(audit.directory);
+    const traced = Object.fromEntries(records.map((r) => [r.request_id, (r as { trace_id?: string }).trace_id ?? null]));
+    assert.deepEqual(traced, {
+      valid: trace,
+      'upper case': null,
+      'version ff': null,
+      'zero parent id': null,
+      'version 00 with more fields': null,
+      'later version with more fields': trace,
+    });
+  });
+
   test('rate 0.5 over 400 requests records a binomial share (within 5 standard deviations)', async () => {
     const audit = auditLog({ models: { ident: { sample_rate: 0.5 } } });
     await many(400, (i) => inferIdent(`half-${i}`));

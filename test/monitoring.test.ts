@@ -31,7 +31,8 @@ import {
 } from '../src/observability/monitoring/index.js';
 import type { TesseraServer } from '../src/server/server.js';
 import { defaultMlpWeights, identityModel, makeTempRepository, mlpModel, mlpReference, mulberry32, writeModel } from './support/fixtures.js';
-import { startTestServer } from './support/server.js';
+import { GrpcTestClient } from './support/grpc-client.js';
+import { startTestServer, writeFakeModel } from './support/server.js';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -492,5 +493,34 @@ describe('monitoring a served model', () => {
     await infer('unmonitored', normalRows(5, 4, 0, 1));
     assert.deepEqual(service.snapshot('unmonitored'), { model: 'unmonitored', enabled: false, versions: [] });
     assert.equal(await metric(/^tessera_(drift|prediction)_.*model="unmonitored"/), undefined);
+  });
+});
+
+describe('classifier outputs with non-finite scores', () => {
+  test('a row holding a NaN is left out of the confidence, which stays a number', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeFakeModel(
+      repo,
+      'cls',
+      1,
+      { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 3] }], outputs: [{ name: 'p', datatype: 'FP32', shape: [-1, 3], copy_of: 'x' }] },
+      'max_batch_size: 8\nmonitoring:\n  task: classifier\n  baseline_requests: 1\n',
+    );
+    const server = await startTestServer(t, repo);
+    const grpc = new GrpcTestClient(server.grpcPort!);
+    t.after(() => grpc.close());
+    const send = (values: number[]) => grpc.call('ModelInfer', { model_name: 'cls', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], contents: { fp32_contents: values } }] });
+    await send([0.1, 0.2, 0.7]);
+    await send([Number.NaN, 0.5, 0.5]);
+    await send([0.9, 0.05, 0.05]);
+    const snapshot = (await (await fetch(`${server.httpUrl}/v2/models/cls/monitoring`)).json()) as { versions: { outputs: { rows: number; confidence: { mean: number | null } }[] }[] };
+    const output = snapshot.versions[0]!.outputs[0]!;
+    assert.equal(output.rows, 2);
+    assert.ok(output.confidence.mean !== null && Math.abs(output.confidence.mean - 0.8) < 1e-6, String(output.confidence.mean));
+    const metrics = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+    const sum = Number(/^tessera_prediction_confidence_sum\{model="cls",version="1"\} (\S+)$/m.exec(metrics)?.[1]);
+    assert.ok(Math.abs(sum - 1.6) < 1e-6, `confidence sum ${sum}`);
+    assert.match(metrics, /^tessera_prediction_confidence_count\{model="cls",version="1"\} 2$/m);
   });
 });

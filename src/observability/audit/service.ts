@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../../core/logger.js';
 import { captureTensors, finishTensor, type AuditTensor, type CapturedTensor } from './capture.js';
 import { auditLogConfigSchema, auditModelConfigSchema, type AuditLogConfig, type AuditLogConfigInput, type AuditModelConfig } from '../../config/audit-config.js';
 import { RotatingJsonlWriter } from './writer.js';
+import { parseTraceparent } from '../tracing/traceparent.js';
 
 /** One line of the audit log. */
 export interface AuditRecord {
@@ -338,11 +339,9 @@ function serialize(record: Queued): AuditRecord {
   };
 }
 
-/** The trace id of a W3C traceparent, if valid. */
+/** The trace id of a W3C traceparent, if valid: by tracing's own rules, so the two never disagree on a trace. */
 function traceIdOf(traceparent: string | undefined): string | undefined {
-  if (traceparent === undefined) return undefined;
-  const match = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}/.exec(traceparent.trim().toLowerCase());
-  return match === null || /^0+$/.test(match[1]!) ? undefined : match[1];
+  return parseTraceparent(traceparent)?.traceId;
 }
 
 function pickConfig(options: AuditLogOptions): AuditLogConfigInput {

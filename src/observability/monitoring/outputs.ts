@@ -104,7 +104,8 @@ export class ClassifierTracker implements OutputTracker {
         if (v < min) min = v;
         sum += v;
       }
-      if (!Number.isFinite(max)) continue;
+      // A row with a NaN or an infinity has no confidence: it would turn the sum NaN for good.
+      if (!Number.isFinite(sum)) continue;
       let confidence = max;
       if (!(min >= 0 && max <= 1 && Math.abs(sum - 1) <= 1e-3)) {
         // Logits (or scores): the confidence is the softmax probability of the argmax.
