@@ -296,6 +296,25 @@ describe('bad input gets a 4xx with a message that says what is wrong', () => {
     assert.match((JSON.parse(text) as { error: string }).error, /^input 'x': 'data' is ragged: .*\b5\b.*\b3\b/);
   });
 
+  test('BYTES elements that are not UTF-8 (binary extension) are refused for an onnxruntime string input → 400, not changed', async () => {
+    const element = Buffer.from([0xff, 0xfe, 0x80, 0x41]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(element.length);
+    const valid = Buffer.from('ok');
+    const validLength = Buffer.alloc(4);
+    validLength.writeUInt32LE(valid.length);
+    const data = Buffer.concat([validLength, valid, length, element]);
+    const header = JSON.stringify({ inputs: [{ name: 'x', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: data.length } }] });
+    const response = await fetch(`${server.httpUrl}/v2/models/id_bytes/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(Buffer.byteLength(header)) },
+      body: Buffer.concat([Buffer.from(header), data]),
+    });
+    const text = await response.text();
+    assert.equal(response.status, 400, text);
+    assert.match((JSON.parse(text) as { error: string }).error, /^input 'x': element 1 is not valid UTF-8/);
+  });
+
   test('after all of these, the server still answers a good request correctly', async () => {
     const input = [0.25, -0.5, 1, 2];
     const response = await fetch(`${server.httpUrl}/v2/models/mlp/infer`, { method: 'POST', body: JSON.stringify(x([1, 4], input)) });

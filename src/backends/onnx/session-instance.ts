@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { Worker } from 'node:worker_threads';
 import { TYPED_ARRAY, elementByteSize, type NumericArray, type NumericDataType } from '../../core/datatype.js';
 import { TesseraError } from '../../core/errors.js';
@@ -222,6 +223,12 @@ function bytesToWire(tensor: Tensor & { readonly datatype: 'BYTES' }): WireTenso
   const withNul = tensor.data.findIndex((bytes) => bytes.includes(0));
   if (withNul !== -1) {
     throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${withNul} contains a NUL byte, which onnxruntime string tensors cannot carry`);
+  }
+  // The elements become JS strings on the way: bytes that are not UTF-8 would be replaced by
+  // U+FFFD, and the model would run on other text than was sent. Refuse them instead.
+  const notText = tensor.data.findIndex((bytes) => !isUtf8(bytes));
+  if (notText !== -1) {
+    throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${notText} is not valid UTF-8; onnxruntime string tensors carry text`);
   }
   return { name: tensor.name, datatype: 'BYTES', shape: tensor.shape, data: tensor.data.map((b) => b.toString('utf8')) };
 }
