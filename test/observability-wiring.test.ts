@@ -100,3 +100,17 @@ test('tracing and the audit log, configured on the server, see real requests', a
     ['id', '1', 'INVALID_INPUT_SHAPE', 'v2-http'],
   ]);
 });
+
+test('tracing: false keeps tracing off even with an endpoint set (a flag beats the environment)', async (t) => {
+  const repo = await makeTempRepository();
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+  await writeModel(repo, 'id', 1, identityModel('FP32', [-1, 4]));
+  const server = await startTestServer(t, repo, { tracing: false, tracingEndpoint: 'http://127.0.0.1:9/v1/traces' });
+  const response = await fetch(`${server.httpUrl}/v2/models/id/infer`, {
+    method: 'POST',
+    headers: { traceparent: `00-${'4'.repeat(32)}-00f067aa0ba902b7-01` },
+    body: JSON.stringify(rowsRequest([[1, 2, 3, 4]])),
+  });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get('traceparent'), null, 'no span, so no traceparent');
+});

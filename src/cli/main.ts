@@ -51,7 +51,7 @@ export function buildProgram(): Command {
     .option('--audit-sample-rate <r>', 'audit sample rate for models without an audit: section (default 0)')
     .option('--audit-max-file-bytes <n>', 'rotate audit files at this size (default 64 MiB)')
     .option('--audit-keep-files <n>', 'audit files kept (default 10)')
-    .option('--tracing <bool>', 'OpenTelemetry tracing over OTLP/HTTP (default false)')
+    .option('--tracing <bool>', 'OpenTelemetry tracing over OTLP/HTTP (default: on when a tracing endpoint is set; false keeps it off)')
     .option('--tracing-endpoint <url>', 'OTLP/HTTP traces endpoint; turns tracing on')
     .option('--tracing-sample-ratio <r>', 'share of new traces sampled (default 1)')
     .option('--metrics <bool>', 'Prometheus metrics (default true)')

@@ -101,9 +101,12 @@ export const serverConfigSchema = z.strictObject({
   auditSampleRate: z.number().min(0).max(1).default(0),
   auditMaxFileBytes: z.number().int().min(256).default(64 * 1024 * 1024),
   auditKeepFiles: z.number().int().min(1).default(10),
-  /** OpenTelemetry tracing (OTLP/HTTP); off by default and free when off. */
-  tracing: z.boolean().default(false),
-  /** OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; setting it turns tracing on. */
+  /**
+   * OpenTelemetry tracing (OTLP/HTTP); free when off. Unset: on exactly when tracingEndpoint is
+   * set; an explicit false keeps it off even then (a flag beats an endpoint from the environment).
+   */
+  tracing: z.boolean().optional(),
+  /** OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; setting it turns tracing on unless tracing is false. */
   tracingEndpoint: z.string().url().optional(),
   tracingSampleRatio: z.number().min(0).max(1).default(1),
   /** Prometheus metrics. */

@@ -83,7 +83,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           logger,
         });
   const tracing = createTracing({
-    enabled: config.tracing || config.tracingEndpoint !== undefined,
+    enabled: config.tracing ?? config.tracingEndpoint !== undefined,
     ...(config.tracingEndpoint === undefined ? {} : { endpoint: config.tracingEndpoint }),
     sampleRatio: config.tracingSampleRatio,
     serviceVersion: TESSERA_VERSION,
