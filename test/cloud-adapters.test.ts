@@ -181,6 +181,10 @@ describe('platform environment → configuration (src/cli/config-sources.ts)', (
     assert.equal(config.sagemaker, false);
     assert.ok(platformNotes(env).some((note) => note.includes('gs://bucket/model') && note.includes('not downloaded')));
     assert.equal(resolveServerConfig({}, { AIP_MODE: 'PREDICTION' }).httpPort, 8080);
+    // The routes Vertex sets win over route flags (meant for local runs) and TESSERA_* variables.
+    const flagged = resolveServerConfig({ vertexHealthRoute: '/flag-health', vertexPredictRoute: '/flag-predict' }, { ...env, TESSERA_VERTEX_HEALTH_ROUTE: '/env-health' });
+    assert.deepEqual([flagged.vertexHealthRoute, flagged.vertexPredictRoute], [HEALTH, PREDICT]);
+    assert.equal(resolveServerConfig({ vertex: true, vertexHealthRoute: '/flag-health' }, {}).vertexHealthRoute, '/flag-health', 'without AIP_* the flag holds');
   });
 
   test('Azure ML: AZUREML_MODEL_DIR enables it and is the repository; no platform, no adapter', () => {

@@ -121,6 +121,20 @@ export function platformNotes(env: NodeJS.ProcessEnv): string[] {
 export function resolveServerConfig(flags: Source, env: NodeJS.ProcessEnv): ServerConfig {
   const configFile = (flags['config'] as string | undefined) ?? env['TESSERA_CONFIG'];
   const file = configFile === undefined ? {} : fromFile(configFile);
-  const merged = { ...file, ...fromPlatformEnvironment(env), ...fromEnvironment(env), ...fromFlags(flags) };
+  const merged = { ...file, ...fromPlatformEnvironment(env), ...fromEnvironment(env), ...fromFlags(flags), ...platformContract(env) };
   return parseServerConfig({ ...platformDefaults(merged), ...merged });
+}
+
+/**
+ * Settings a platform dictates, which win over every other source: Vertex AI probes
+ * AIP_HEALTH_ROUTE and sends predictions to AIP_PREDICT_ROUTE, so a route flag baked into an
+ * image (`--vertex-health-route`, meant for local runs) must not move them elsewhere.
+ */
+function platformContract(env: NodeJS.ProcessEnv): Source {
+  const out: Source = {};
+  const health = env['AIP_HEALTH_ROUTE'];
+  if (health !== undefined && health !== '') out['vertexHealthRoute'] = health;
+  const predict = env['AIP_PREDICT_ROUTE'];
+  if (predict !== undefined && predict !== '') out['vertexPredictRoute'] = predict;
+  return out;
 }
