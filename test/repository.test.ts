@@ -57,6 +57,7 @@ describe('discoverRepository', () => {
       'beta/latest/model.onnx': 'x',
       'beta/01/model.onnx': 'x',
       'beta/-1/model.onnx': 'x',
+      'beta/9007199254740993/model.onnx': 'x',
       'beta/config.json': '{"max_batch_size": 0}',
       '.hidden/1/model.onnx': 'x',
       'bad name!/1/model.onnx': 'x',
@@ -101,7 +102,7 @@ describe('discoverRepository', () => {
     assert.deepEqual(alpha.labels, ['cat', 'dog', 'bird']);
 
     const beta = models.find((m) => m.name === 'beta')!;
-    assert.deepEqual(beta.versions, [2], "'latest', '01' and '-1' are not version directories");
+    assert.deepEqual(beta.versions, [2], "'latest', '01', '-1' and numbers beyond 2^53 are not version directories");
     assert.equal(beta.config?.max_batch_size, 0, 'config.json is read');
     assert.equal(beta.labels, undefined);
 

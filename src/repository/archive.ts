@@ -103,7 +103,7 @@ export async function packModel(modelDir: string, outFile: string, options: Pack
   const entries = await readdir(dir, { withFileTypes: true });
   const topNames = new Set(entries.map((e) => e.name));
   const allVersions = entries
-    .filter((e) => VERSION_DIR.test(e.name) && (e.isDirectory() || e.isSymbolicLink()))
+    .filter((e) => VERSION_DIR.test(e.name) && Number.isSafeInteger(Number(e.name)) && (e.isDirectory() || e.isSymbolicLink()))
     .map((e) => Number(e.name))
     .sort((a, b) => a - b);
   const wanted = options.version === undefined ? allVersions : [...new Set(typeof options.version === 'number' ? [options.version] : options.version)].sort((a, b) => a - b);

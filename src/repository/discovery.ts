@@ -79,8 +79,10 @@ async function listEntries(dir: string): Promise<{ readonly files: Set<string>; 
  */
 export async function discoverModel(name: string, dir: string, configOverride?: ModelConfigFile): Promise<DiscoveredModel> {
   const { files, dirs } = await listEntries(dir);
+  // Version numbers are numbers: a directory beyond 2^53 would read as another version (its
+  // neighbour) and be looked for under that name, so it is not a version.
   const versions = dirs
-    .filter((name) => VERSION_DIR.test(name))
+    .filter((name) => VERSION_DIR.test(name) && Number.isSafeInteger(Number(name)))
     .map(Number)
     .sort((a, b) => a - b);
   const configResult = configOverride === undefined ? await readModelConfig(dir, files) : ({ ok: true, config: configOverride, file: undefined, ignored: [] } as const);
