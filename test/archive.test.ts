@@ -252,6 +252,16 @@ describe('packModel / inspectArchive / extractArchive', () => {
     await assert.rejects(packModel(modelDir, join(work, 'x.tar.gz'), { tesseraVersion: '1', include: ['../outside'] }), /include paths are relative/);
     assert.deepEqual((await readdir(work)).filter((n) => n.includes('.partial-')), []);
   });
+
+  test('a model whose config names it cannot be packed under another name (the archive would not load)', async () => {
+    const dir = join(work, 'named');
+    await mkdir(join(dir, '1'), { recursive: true });
+    await writeFile(join(dir, '1', 'model.onnx'), 'x');
+    await writeFile(join(dir, 'config.yaml'), 'name: named\n');
+    await assert.rejects(packModel(dir, join(work, 'renamed.tar.gz'), { tesseraVersion: '1', name: 'renamed' }), /the config names the model 'named', so an archive of model "renamed" would not load; pack it as 'named'/);
+    const { manifest } = await packModel(dir, join(work, 'named.tar.gz'), { tesseraVersion: '1' });
+    assert.equal(manifest.name, 'named');
+  });
 });
 
 describe('tampered archives are refused', () => {

@@ -7,6 +7,7 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { Header, Pax, Parser, type ReadEntry } from 'tar';
 import { parse as parseYaml } from 'yaml';
 import { TesseraError } from '../core/errors.js';
+import { readModelConfig } from './config-file.js';
 import {
   ARCHIVE_FORMAT,
   ARCHIVE_FORMAT_VERSION,
@@ -102,6 +103,14 @@ export async function packModel(modelDir: string, outFile: string, options: Pack
 
   const entries = await readdir(dir, { withFileTypes: true });
   const topNames = new Set(entries.map((e) => e.name));
+  // A config naming the model pins its name: under another one the archive would never load.
+  const config = await readModelConfig(dir, topNames);
+  if (config.ok && config.config.name !== undefined && config.config.name !== name) {
+    throw invalid(
+      `the config names the model '${config.config.name}', so an archive of model "${name}" would not load; ` +
+        (options.name === undefined ? `rename the directory or the config's name` : `pack it as '${config.config.name}' or change the config's name`),
+    );
+  }
   const allVersions = entries
     .filter((e) => VERSION_DIR.test(e.name) && Number.isSafeInteger(Number(e.name)) && (e.isDirectory() || e.isSymbolicLink()))
     .map((e) => Number(e.name))
