@@ -214,6 +214,21 @@ describe('model lifecycle', () => {
     assert.equal(await served(), 2);
   });
 
+  test("Triton's directory layout loads: a model.onnx directory holding the model.onnx file (and its external data)", async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await mkdir(join(repo, 'dirmodel', '1', 'model.onnx'), { recursive: true });
+    await writeFile(join(repo, 'dirmodel', '1', 'model.onnx', 'model.onnx'), mlpModel(weightsV2));
+    await mkdir(join(repo, 'empty', '1', 'model.onnx'), { recursive: true });
+    const engine = await Engine.start(engineOptions(repo, { strictReadiness: false }));
+    t.after(() => engine.close());
+    const response = await engine.infer({ model: 'dirmodel', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: Float32Array.from(row) }] });
+    assert.equal(whichWeights([...(response.outputs[0]!.data as Float32Array)]), 2);
+    const empty = engine.repositoryIndex().find((entry) => entry.name === 'empty');
+    assert.equal(empty?.state, 'UNAVAILABLE');
+    assert.match(empty?.reason ?? '', /is a directory without a model\.onnx in it/);
+  });
+
   test('50 load/unload cycles release sessions and workers (RSS stays within 30 MB)', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
