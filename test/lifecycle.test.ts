@@ -7,6 +7,7 @@ import { FakeBackend } from '../src/backends/fake/backend.js';
 import { OnnxBackend } from '../src/backends/onnx/backend.js';
 import { makeTempRepository, mlpModel, mlpReference, seededMlpWeights, writeModel } from './support/fixtures.js';
 import { startTestServer } from './support/server.js';
+import { GraphBuilder } from './support/onnx-builder.js';
 
 const weightsV1 = seededMlpWeights([4, 8, 3], 1);
 const weightsV2 = seededMlpWeights([4, 8, 3], 2);
@@ -227,6 +228,37 @@ describe('model lifecycle', () => {
     const empty = engine.repositoryIndex().find((entry) => entry.name === 'empty');
     assert.equal(empty?.state, 'UNAVAILABLE');
     assert.match(empty?.reason ?? '', /is a directory without a model\.onnx in it/);
+  });
+
+  test('warm-up and variable dims: the default warm-up failing does not fail the load; warmup.dims sets the shape; a configured warm-up that fails does', async (t) => {
+    // A 3x3 "valid" convolution over images of any size: 1x1 images (the default guess) are too small.
+    const g = new GraphBuilder('valid_conv');
+    const x = g.input('image', 'FP32', ['N', 1, 'H', 'W']);
+    const w = g.initializer('w', 'FP32', [1, 1, 3, 3], new Float32Array([0, 1, 0, 1, -4, 1, 0, 1, 0]));
+    g.output(g.node('Conv', [x, w], { kernel_shape: [3, 3] }), 'FP32', ['N', 1, 'H2', 'W2'], 'edges');
+    const conv = g.build();
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeModel(repo, 'plain', 1, conv, { 'config.yaml': 'max_batch_size: 2\n' });
+    await writeModel(repo, 'sized', 1, conv, { 'config.yaml': 'max_batch_size: 2\nwarmup:\n  dims: {image: [1, 8, 8]}\n' });
+    await writeModel(repo, 'asked', 1, conv, { 'config.yaml': 'max_batch_size: 2\nwarmup:\n  batch_sizes: [1]\n' });
+    await writeModel(repo, 'triton', 1, conv, {
+      'config.pbtxt': 'max_batch_size: 2\nmodel_warmup [{ name: "w" batch_size: 1 inputs { key: "image" value: { data_type: TYPE_FP32 dims: [1, 5, 5] zero_data: true } } }]\n',
+    });
+    const warnings: string[] = [];
+    const logger = { info: () => undefined, warn: (object: object) => warnings.push(JSON.stringify(object)), debug: () => undefined, error: () => undefined };
+    const engine = await Engine.start(engineOptions(repo, { strictReadiness: false, logger }));
+    t.after(() => engine.close());
+    const state = (name: string) => engine.repositoryIndex().find((entry) => entry.name === name);
+    assert.equal(state('plain')?.state, 'READY');
+    assert.ok(warnings.some((line) => line.includes('"model":"plain"') && /Conv/.test(line)), warnings.join('\n'));
+    assert.equal(state('sized')?.state, 'READY');
+    assert.equal(state('triton')?.state, 'READY');
+    assert.ok(!warnings.some((line) => line.includes('"model":"sized"') || line.includes('"model":"triton"')), warnings.join('\n'));
+    assert.equal(state('asked')?.state, 'UNAVAILABLE');
+    assert.match(state('asked')?.reason ?? '', /warm-up failed/);
+    const edges = await engine.infer({ model: 'plain', inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 4, 4], data: new Float32Array(16).fill(1) }] });
+    assert.deepEqual(edges.outputs[0]!.shape, [1, 1, 2, 2]);
   });
 
   test('50 load/unload cycles release sessions and workers (RSS stays within 30 MB)', async (t) => {

@@ -95,6 +95,11 @@ const warmup = z.strictObject({
   batch_sizes: z.array(z.number().int().min(1)).optional(),
   /** Runs per batch size. */
   iterations: z.number().int().min(1).max(100).default(1),
+  /**
+   * Per input, the dims (without the batch dim) to warm up with, for dims the model leaves
+   * variable; unset: 1 for each variable dim.
+   */
+  dims: z.record(z.string().min(1), z.array(z.number().int().min(1)).max(16)).optional(),
 });
 
 export const modelConfigSchema = z.strictObject({

@@ -83,9 +83,16 @@ export class ModelVersion {
       const warmup = this.config.warmup;
       if (warmup?.enabled !== false) {
         const batchSizes = warmupBatchSizes(signature, warmup?.batch_sizes);
-        await warmUp(this.backendModel, signature, { batchSizes, iterations: warmup?.iterations ?? 1 }).catch((error: unknown) => {
-          throw new TesseraError('MODEL_LOAD_FAILED', `warm-up failed: ${toTesseraError(error).message}`, { cause: error });
-        });
+        await warmUp(this.backendModel, signature, { batchSizes, iterations: warmup?.iterations ?? 1, ...(warmup?.dims === undefined ? {} : { dims: warmup.dims }) }).catch(
+          (error: unknown) => {
+            const reason = toTesseraError(error).message;
+            // A warm-up the config asked for must work. The default one guesses 1 for every dim
+            // the model leaves variable, which some models cannot take (a 3x3 convolution over
+            // 1x1 images): the model still serves, as it would without warm-up.
+            if (warmup !== undefined) throw new TesseraError('MODEL_LOAD_FAILED', `warm-up failed: ${reason}`, { cause: error });
+            logger.warn({ model: this.model, version: this.version, reason }, 'the default warm-up failed, so the version serves without it; give warmup.dims for the variable dims');
+          },
+        );
       }
       this.handler = await this.createHandler(signature);
       this.signature = signature;

@@ -6,6 +6,8 @@ import type { ModelSignature } from '../repository/signature.js';
 export interface WarmupPlan {
   readonly batchSizes: readonly number[];
   readonly iterations: number;
+  /** Per input, the dims (without the batch dim) to run with; variable dims are 1 otherwise. */
+  readonly dims?: Readonly<Record<string, readonly number[]>>;
 }
 
 /**
@@ -25,7 +27,7 @@ export async function warmUp(model: BackendModel, signature: ModelSignature, pla
     model.instances.map(async (instance) => {
       for (const size of plan.batchSizes) {
         for (let i = 0; i < plan.iterations; i++) {
-          const inputs = signature.inputs.map((spec) => zeroTensor(spec, signature.maxBatchSize > 0 ? size : undefined));
+          const inputs = signature.inputs.map((spec) => zeroTensor(spec, signature.maxBatchSize > 0 ? size : undefined, plan.dims?.[spec.name]));
           await instance.execute(inputs, outputNames);
         }
       }
@@ -33,8 +35,17 @@ export async function warmUp(model: BackendModel, signature: ModelSignature, pla
   );
 }
 
-function zeroTensor(spec: TensorSpec, batchSize: number | undefined): Tensor {
-  const shape = spec.shape.map((dim, i) => (i === 0 && batchSize !== undefined ? batchSize : dim === -1 ? 1 : dim));
+/**
+ * Zeros of `spec`'s shape: the batch dim `batchSize` (when the model batches), other dims as
+ * `dims` gives them (without the batch dim), else the model's, 1 where it leaves one variable.
+ */
+function zeroTensor(spec: TensorSpec, batchSize: number | undefined, dims: readonly number[] | undefined): Tensor {
+  const offset = batchSize === undefined ? 0 : 1;
+  const shape = spec.shape.map((dim, i) => {
+    if (i === 0 && batchSize !== undefined) return batchSize;
+    const wanted = dims?.[i - offset];
+    return wanted !== undefined && (dim === -1 || dim === wanted) ? wanted : dim === -1 ? 1 : dim;
+  });
   const count = shape.reduce((a, b) => a * b, 1);
   if (spec.datatype === 'BYTES') return { name: spec.name, datatype: 'BYTES', shape, data: Array.from({ length: count }, () => Buffer.from('0')) };
   return { name: spec.name, datatype: spec.datatype, shape, data: allocate(spec.datatype, count) } as Tensor;

@@ -552,6 +552,7 @@ class Converter {
 
   private warmup(samples: PbMessage[]): Record<string, unknown> {
     const batchSizes = new Set<number>();
+    const dims: Record<string, number[]> = {};
     let iterations = 1;
     samples.forEach((sample, i) => {
       const path = `model_warmup[${i}]`;
@@ -568,12 +569,15 @@ class Converter {
         if (v.has('random_data') || v.has('input_data_file')) {
           this.ignore(`${path}.inputs.${key}`, 'warm-up always runs zero-filled inputs');
         }
+        // The shape to warm up with (for dims the model leaves variable); the first sample's wins.
+        const shape = v.integers('dims', 1);
+        if (key !== '' && shape.length > 0 && dims[key] === undefined) dims[key] = shape;
       }
     });
     if (iterations > 100) {
       this.ignore('model_warmup.count', `${iterations} exceeds Tessera's limit; using 100 iterations`);
       iterations = 100;
     }
-    return { enabled: true, batch_sizes: [...batchSizes].sort((a, b) => a - b), iterations };
+    return { enabled: true, batch_sizes: [...batchSizes].sort((a, b) => a - b), iterations, ...(Object.keys(dims).length > 0 ? { dims } : {}) };
   }
 }
