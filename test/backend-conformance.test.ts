@@ -89,6 +89,33 @@ test('OnnxBackend: 8 load/execute/close cycles of 2 worker instances do not cras
   t.diagnostic(`8 cycles in ${(performance.now() - started).toFixed(0)} ms`);
 });
 
+test('OnnxBackend: an instance whose worker dies is refused as unavailable, then replaced and serves again', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'tessera-onnx-crash-'));
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+  const modelPath = await writeVersionFile(dir, 'model.onnx', identityModel('FP32', [-1, 2]));
+  const model = await new OnnxBackend().load({ name: 'crash', version: '1', modelPath, instanceCount: 1, parameters: {} });
+  t.after(() => model.close());
+  const instance = model.instances[0]!;
+  const run = (value: number) => instance.execute([{ name: 'x', datatype: 'FP32', shape: [1, 2], data: Float32Array.from([value, value]) }], ['y']);
+  assert.deepEqual(Array.from((await run(1)).outputs[0]!.data as Float32Array), [1, 1]);
+  // The worker dies as an uncaught error or an out-of-memory in it would end it.
+  await (instance as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+  await assert.rejects(run(2), (error: { code?: string }) => error.code === 'MODEL_UNAVAILABLE');
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const outcome = await run(3).then((result) => Array.from(result.outputs[0]!.data as Float32Array), (error: { code?: string; message?: string }) => error);
+    if (Array.isArray(outcome)) {
+      assert.deepEqual(outcome, [3, 3]);
+      break;
+    }
+    assert.equal(outcome.code, 'MODEL_UNAVAILABLE', outcome.message);
+    assert.ok(Date.now() < deadline, 'the instance was replaced within 15 s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await model.close();
+  assert.deepEqual(activeWorkerHandles(), []);
+});
+
 test('OnnxBackend: a failed multi-instance load stops every worker it started', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'tessera-onnx-fail-'));
   t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

@@ -35,20 +35,31 @@ const INPUT_VALUE_FAILURE = /invalid[_ ]argument|out of (data )?bounds|invalid (
  */
 export class SessionInstance implements BackendInstance {
   readonly index: number;
-  private readonly worker: Worker;
+  private worker: Worker;
   private readonly pending = new Map<number, PendingRun>();
   private readonly staging = new Map<string, StagingSlot>();
   private nextId = 0;
   private exited = false;
   private exitReason = 'the instance was closed';
   private closing: Promise<void> | undefined;
+  /** Set while a worker that died is being replaced. */
+  private restarting: Promise<void> | undefined;
 
-  private constructor(index: number, worker: Worker) {
+  private constructor(
+    index: number,
+    worker: Worker,
+    private readonly modelPath: string,
+    private readonly settings: SessionSettings,
+  ) {
     this.index = index;
     this.worker = worker;
+    this.attach(worker);
+  }
+
+  private attach(worker: Worker): void {
     worker.on('message', (message: FromWorker) => this.onMessage(message));
-    worker.on('error', (error: Error) => this.onExit(`the instance's worker failed: ${error.message}`));
-    worker.on('exit', (code) => this.onExit(`the instance's worker exited with code ${code}`));
+    worker.on('error', (error: Error) => this.onExit(worker, `the instance's worker failed: ${error.message}`));
+    worker.on('exit', (code) => this.onExit(worker, `the instance's worker exited with code ${code}`));
   }
 
   /** Start a worker and load the model in it; resolves once the session is ready. */
@@ -57,6 +68,12 @@ export class SessionInstance implements BackendInstance {
     modelPath: string,
     settings: SessionSettings,
   ): Promise<{ instance: SessionInstance; inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] }> {
+    const { worker, inputs, outputs } = await SessionInstance.spawn(modelPath, settings);
+    return { instance: new SessionInstance(index, worker, modelPath, settings), inputs, outputs };
+  }
+
+  /** A worker with the model loaded in it. */
+  private static async spawn(modelPath: string, settings: SessionSettings): Promise<{ worker: Worker; inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] }> {
     const worker = spawnModuleWorker(siblingModule(import.meta.url, 'session-worker'));
     const loaded = await new Promise<{ inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] }>((resolve, reject) => {
       const onMessage = (message: FromWorker): void => {
@@ -90,12 +107,13 @@ export class SessionInstance implements BackendInstance {
       await worker.terminate();
       throw error;
     });
-    return { instance: new SessionInstance(index, worker), ...loaded };
+    return { worker, ...loaded };
   }
 
   execute(inputs: readonly Tensor[], outputNames: readonly string[]): Promise<ExecutionResult> {
     if (this.exited || this.closing !== undefined) {
-      return Promise.reject(new TesseraError('MODEL_UNAVAILABLE', `model instance ${this.index} is not running: ${this.exitReason}`));
+      const state = this.restarting !== undefined && this.closing === undefined ? 'is restarting' : 'is not running';
+      return Promise.reject(new TesseraError('MODEL_UNAVAILABLE', `model instance ${this.index} ${state}: ${this.exitReason}`));
     }
     const id = this.nextId++;
     let wire: WireTensor[];
@@ -203,11 +221,36 @@ export class SessionInstance implements BackendInstance {
     }
   }
 
-  private onExit(reason: string): void {
-    if (this.exited) return;
+  private onExit(worker: Worker, reason: string): void {
+    if (worker !== this.worker || this.exited) return;
     this.exited = true;
     if (this.closing === undefined) this.exitReason = reason;
     this.failPending(reason);
+    if (this.closing === undefined) this.restarting ??= this.restart();
+  }
+
+  /**
+   * A worker that died (not closed) is replaced by a new one with the model loaded again, so
+   * the instance serves again; until then its batches are refused as unavailable (503, retried
+   * by clients). A replacement that fails to load is tried again, up to 30 s apart.
+   */
+  private async restart(): Promise<void> {
+    for (let attempt = 0; this.closing === undefined; attempt++) {
+      try {
+        const { worker } = await SessionInstance.spawn(this.modelPath, this.settings);
+        if (this.closing !== undefined) {
+          await worker.terminate();
+          break;
+        }
+        this.worker = worker;
+        this.attach(worker);
+        this.exited = false;
+        break;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)).unref());
+      }
+    }
+    this.restarting = undefined;
   }
 
   private failPending(reason: string): void {
