@@ -169,7 +169,7 @@ describe('TF Serving REST API', () => {
   const failures: [string, string, unknown, number, RegExp][] = [
     ['an unknown model', '/v1/models/nope:predict', { instances: [[1]] }, 404, /model 'nope' is not in the repository/],
     ['an unknown version', '/v1/models/mlp/versions/7:predict', { instances: [[1, 2, 3, 4]] }, 404, /no version '7'/],
-    ['a version label (no label registry yet)', '/v1/models/mlp/labels/stable:predict', { instances: [[1, 2, 3, 4]] }, 404, /no version labelled 'stable'.*\/versions\/\{n\}/],
+    ['a version label that is no alias of the model', '/v1/models/mlp/labels/stable:predict', { instances: [[1, 2, 3, 4]] }, 404, /no version labelled 'stable'.*\/versions\/\{n\}/],
     ['another signature', '/v1/models/mlp:predict', { signature_name: 'classify', instances: [[1, 2, 3, 4]] }, 400, /signature_name "classify" is not served.*serving_default/],
     ['both instances and inputs', '/v1/models/mlp:predict', { instances: [[1, 2, 3, 4]], inputs: [[1, 2, 3, 4]] }, 400, /both 'instances'.*and 'inputs'/],
     ['neither instances nor inputs', '/v1/models/mlp:predict', { rows: [] }, 400, /needs 'instances'.*or 'inputs'/],

@@ -7,7 +7,7 @@ import type { Backend } from '../backends/backend.js';
 import type { ModelConfigFile } from '../config/model-config.js';
 import type { HandlerRequest } from '../backends/handlers/handler.js';
 import type { VersionStatisticsSnapshot } from '../scheduler/stats.js';
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { extractArchive, inspectArchive } from '../repository/archive.js';
 import { writeOverrideFiles } from '../repository/override-files.js';
@@ -136,6 +136,8 @@ export class Engine {
    * version the request path chose, so routing decides before any preprocessing.
    */
   private readonly handlerJobs = new WeakMap<InferenceRequest, HandlerJob>();
+  /** The last registration of each model name under way (see registerModel). */
+  private readonly registrations = new Map<string, Promise<void>>();
 
   private constructor(private readonly options: EngineOptions) {
     this.registry = new ModelRegistry({
@@ -291,37 +293,71 @@ export class Engine {
 
   /**
    * Add a model from a model archive (`tessera pack`; unpacked into the repository after its
-   * checksums are verified) or from a model directory elsewhere on disk, then load it.
+   * checksums are verified) or from a model directory elsewhere on disk, then load it with
+   * `instances` instances (default: its config's). All or nothing: when the load fails the model
+   * is not registered and the directory unpacked for it is removed. Registrations of one name run
+   * one after the other, so a second one finds the first's model (MODEL_ALREADY_EXISTS).
    */
-  async registerModel(source: string, options: { readonly name?: string } = {}): Promise<string> {
+  async registerModel(source: string, options: { readonly name?: string; readonly instances?: number } = {}): Promise<string> {
     this.assertOpen();
     this.assertApiControl('register');
+    if (options.instances !== undefined) checkInstanceCount(options.instances);
     if (/\.(tar\.gz|tgz)$/.test(source)) {
       const manifest = await inspectArchive(source);
-      const name = options.name ?? manifest.name;
-      if (!isModelName(name)) throw new TesseraError('INVALID_PARAMETER', `'${name}' is not a valid model name (letters, digits, '_', '.', '-')`);
-      if (this.registry.get(name)?.wanted === true) throw new TesseraError('MODEL_ALREADY_EXISTS', `model '${name}' is already loaded; unregister it first`);
-      const dest = join(resolve(this.options.repository), name);
-      if (await stat(dest).then(() => true, () => false)) {
-        throw new TesseraError('MODEL_ALREADY_EXISTS', `${dest} already exists; remove it or register the archive under another name`);
-      }
-      await extractArchive(source, dest);
-      await this.registry.load(name);
-      return name;
+      const name = registrableName(options.name ?? manifest.name);
+      return this.oneRegistrationAtATime(name, async () => {
+        this.assertNotLoaded(name);
+        const dest = join(resolve(this.options.repository), name);
+        if (await stat(dest).then(() => true, () => false)) {
+          throw new TesseraError('MODEL_ALREADY_EXISTS', `${dest} already exists; remove it or register the archive under another name`);
+        }
+        await extractArchive(source, dest).catch((error: unknown) => {
+          // Another process made the directory meanwhile (the rename cannot replace it).
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new TesseraError('MODEL_ALREADY_EXISTS', `${dest} already exists; remove it or register the archive under another name`, { cause: error });
+          throw error;
+        });
+        try {
+          await this.registry.register(name, { dir: dest, inRepository: true, ...instancesOf(options) });
+        } catch (error) {
+          if (toTesseraError(error).code !== 'MODEL_ALREADY_EXISTS') await rm(dest, { recursive: true, force: true });
+          throw error;
+        }
+        return name;
+      });
     }
     const info = await stat(source).catch(() => undefined);
     if (info?.isDirectory() !== true) throw new TesseraError('INVALID_PARAMETER', `'${source}' is neither a model archive (.tar.gz) nor a model directory`);
-    const name = options.name ?? basename(resolve(source));
-    if (!isModelName(name)) throw new TesseraError('INVALID_PARAMETER', `'${name}' is not a valid model name (letters, digits, '_', '.', '-')`);
+    const name = registrableName(options.name ?? basename(resolve(source)));
+    return this.oneRegistrationAtATime(name, async () => {
+      this.assertNotLoaded(name);
+      await this.registry.register(name, { dir: resolve(source), inRepository: false, ...instancesOf(options) });
+      return name;
+    });
+  }
+
+  /** Run `task` after every earlier registration of `name` has finished. */
+  private oneRegistrationAtATime<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.registrations.get(name) ?? Promise.resolve()).then(task);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.registrations.set(name, settled);
+    void settled.then(() => {
+      if (this.registrations.get(name) === settled) this.registrations.delete(name);
+    });
+    return run;
+  }
+
+  private assertNotLoaded(name: string): void {
     if (this.registry.get(name)?.wanted === true) throw new TesseraError('MODEL_ALREADY_EXISTS', `model '${name}' is already loaded; unregister it first`);
-    await this.registry.load(name, { dir: resolve(source) });
-    return name;
   }
 
   /** Reload a model with `count` instances (management API's scale). */
   scaleModel(name: string, count: number): Promise<void> {
     this.assertOpen();
-    if (!Number.isInteger(count) || count < 1 || count > 64) throw new TesseraError('INVALID_PARAMETER', `instances must be an integer from 1 to 64, got ${count}`);
+    checkInstanceCount(count);
     return this.registry.scale(name, count);
   }
 
@@ -349,6 +385,15 @@ export class Engine {
     const record = this.registry.get(name);
     if (record === undefined) return undefined;
     return { ready: readyVersions(record), defaultVersion: this.defaultOf(record)?.version, known: [...record.versions.keys()] };
+  }
+
+  /**
+   * The version an alias (a version label: routing's aliases) of `model` names, or undefined when
+   * it has no such alias or no routing layer is installed. MODEL_NOT_FOUND for an unknown model.
+   */
+  versionOfAlias(model: string, alias: string): string | undefined {
+    this.record(model);
+    return this.routing?.resolveAlias(model, alias);
   }
 
   /** Rescan the repository now (what poll mode does on its timer). */
@@ -435,25 +480,49 @@ export class Engine {
 
   private async inferResolved(request: InferenceRequest, target: InferTarget, chose: (model: string, version: string) => void): Promise<InferenceResponse> {
     if (this.closing !== undefined) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests');
-    let served = this.resolve(this.record(target.model), target.version);
+    const served = this.resolve(this.record(target.model), target.version);
     chose(target.model, served.version);
-    let tensors = request;
     const job = this.handlerJobs.get(request);
-    if (job !== undefined) {
-      // A handler request: the chosen version's handler makes its tensors.
-      const handled = served.handler;
-      if (handled === undefined) throw new TesseraError('INVALID_REQUEST', `model '${target.model}' has no handler; send tensors to its inference endpoint`);
+    const outputs = await (job === undefined ? this.enqueue(request, request, target, served) : this.preprocessAndEnqueue(request, job, target, served));
+    return {
+      ...(request.id === undefined ? {} : { id: request.id }),
+      model: target.model,
+      version: served.version,
+      outputs,
+    };
+  }
+
+  /**
+   * A handler request: the chosen version's handler makes its tensors, then they are queued on
+   * that same version. The request is admitted to the version meanwhile, so an unload or a reload
+   * that retires the version waits for it (up to the drain grace) instead of losing it.
+   */
+  private async preprocessAndEnqueue(request: InferenceRequest, job: HandlerJob, target: InferTarget, served: ModelVersion): Promise<InferenceResponse['outputs']> {
+    const handled = served.handler;
+    if (handled === undefined) throw new TesseraError('INVALID_REQUEST', `model '${target.model}' has no handler; send tensors to its inference endpoint`);
+    const release = this.registry.admit(served);
+    try {
       const prepared = await handled.handler.preprocess(job.raw, handled.info);
       job.prepared = { handled, context: prepared.context };
-      tensors = {
+      const tensors: InferenceRequest = {
         ...request,
         inputs: prepared.inputs,
         ...(prepared.outputNames === undefined ? {} : { outputs: prepared.outputNames.map((output) => ({ name: output })) }),
       };
       if (this.closing !== undefined) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests');
-      // Preprocessing awaited: find the version again (it may have been reloaded or unloaded meanwhile).
-      served = this.resolve(this.record(target.model), served.version);
+      // Returned unawaited: `finally` releases the admission as soon as the request is queued.
+      return this.enqueue(request, tensors, target, served);
+    } finally {
+      release(); // queued (or failed): the scheduler's drain covers it from here
     }
+  }
+
+  /**
+   * Validate `tensors` against `served` and queue them on its scheduler. Synchronous up to the
+   * queueing: no version swap can interleave, so a request never lands on a scheduler that is
+   * already draining (MODEL_UNAVAILABLE when the version stopped serving).
+   */
+  private enqueue(request: InferenceRequest, tensors: InferenceRequest, target: InferTarget, served: ModelVersion): Promise<InferenceResponse['outputs']> {
     const scheduler = served.readyScheduler();
     const started = process.hrtime.bigint();
     let validated;
@@ -470,9 +539,7 @@ export class Engine {
       request,
       inputs: validated.inputs,
     }));
-    // No await between resolving the version and queueing on it: a version swap cannot
-    // interleave, so a request never lands on a scheduler that is already draining.
-    const outputs = await scheduler.schedule({
+    return scheduler.schedule({
       inputs: validated.inputs,
       batchSize: validated.batchSize,
       shapeKey: validated.shapeKey,
@@ -482,12 +549,6 @@ export class Engine {
       ...(request.signal === undefined ? {} : { signal: request.signal }),
       origin: request,
     });
-    return {
-      ...(request.id === undefined ? {} : { id: request.id }),
-      model: target.model,
-      version: served.version,
-      outputs,
-    };
   }
 
   /** The handler kind serving raw requests for a model version, or undefined when it has none. */
@@ -593,6 +654,19 @@ function publishEnd(
     request,
     response,
   }));
+}
+
+function checkInstanceCount(count: number): void {
+  if (!Number.isInteger(count) || count < 1 || count > 64) throw new TesseraError('INVALID_PARAMETER', `instances must be an integer from 1 to 64, got ${count}`);
+}
+
+function instancesOf(options: { readonly instances?: number }): { readonly instances?: number } {
+  return options.instances === undefined ? {} : { instances: options.instances };
+}
+
+function registrableName(name: string): string {
+  if (!isModelName(name)) throw new TesseraError('INVALID_PARAMETER', `'${name}' is not a valid model name (letters, digits, '_', '.', '-')`);
+  return name;
 }
 
 function copyHandlerRequest(raw: HandlerRequest): HandlerRequest {

@@ -39,6 +39,19 @@ export interface LoadOptions {
   readonly polled?: boolean;
 }
 
+/** What a registration (the management API's `POST /models`) adds. */
+export interface RegisterOptions {
+  /** The model directory: elsewhere on disk, or where an archive was unpacked in the repository. */
+  readonly dir: string;
+  /** True when `dir` is `<repository>/<name>` (an unpacked archive). */
+  readonly inRepository: boolean;
+  /** Instances to run (TorchServe's initial_workers); default the config's instance_group. */
+  readonly instances?: number;
+}
+
+/** A record's state before a registration changed it, to put back when the registration fails. */
+type RecordState = Pick<ModelRecord, 'dir' | 'wanted' | 'discovered' | 'configOverride' | 'problem' | 'defaultVersion'>;
+
 /** One model: where it lives, whether it should be served, and its versions. */
 export interface ModelRecord {
   readonly name: string;
@@ -71,6 +84,11 @@ export class ModelRegistry {
   private readonly records = new Map<string, ModelRecord>();
   /** Archives in the repository directory, by model name (from the last scan). */
   private readonly archives = new Map<string, RepositoryArchive>();
+  /**
+   * Handler requests admitted to a version and not yet queued on its scheduler (the handler is
+   * preprocessing them): retiring the version waits for them as its scheduler waits for queued ones.
+   */
+  private readonly admitted = new Map<ModelVersion, { count: number; readonly settled: (() => void)[] }>();
   private pollTimer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
   private closed = false;
@@ -156,7 +174,37 @@ export class ModelRegistry {
       this.records.set(name, record);
     }
     const target = record;
-    return this.locked(target, () => this.loadLocked(target, options));
+    // A failed registration may have dropped the record while this load waited for it: start over.
+    return this.locked(target, () => (this.records.get(name) === target ? this.loadLocked(target, options) : this.load(name, options)));
+  }
+
+  /**
+   * Add a model from `options.dir` and load it, all or nothing: when the load fails, the model
+   * is forgotten (or put back as it was, when it was known but not loaded) and its versions are
+   * unloaded. A registration that failed on a typo would otherwise stay in the index, hold strict
+   * readiness (/ping, /v2/health/ready) down and answer 409 to the corrected retry.
+   * MODEL_ALREADY_EXISTS when the model is loaded already.
+   */
+  register(name: string, options: RegisterOptions): Promise<void> {
+    if (!isModelName(name)) throw new TesseraError('INVALID_PARAMETER', `'${name}' is not a valid model name (letters, digits, '_', '.', '-')`);
+    const existing = this.records.get(name);
+    const target = existing ?? this.newRecord(name, options.dir, options.inRepository);
+    if (existing === undefined) this.records.set(name, target);
+    return this.locked(target, async () => {
+      if (this.records.get(name) !== target) return this.register(name, options);
+      if (target.wanted) throw new TesseraError('MODEL_ALREADY_EXISTS', `model '${name}' is already loaded; unregister it first`);
+      // A model known but not loaded (unregistered, or not loaded in explicit mode) goes back to that state.
+      const before: RecordState | undefined =
+        existing === undefined
+          ? undefined
+          : { dir: target.dir, wanted: target.wanted, discovered: target.discovered, configOverride: target.configOverride, problem: target.problem, defaultVersion: target.defaultVersion };
+      try {
+        await this.loadLocked(target, { dir: options.dir, ...(options.instances === undefined ? {} : { instances: options.instances }) });
+      } catch (error) {
+        await this.rollBack(target, before);
+        throw error;
+      }
+    });
   }
 
   /** Stop serving a model: its versions drain and unload. It stays in the index as unloaded. */
@@ -168,18 +216,52 @@ export class ModelRegistry {
       record.problem = undefined;
       const versions = [...record.versions.values()];
       record.versions.clear();
-      await Promise.all(versions.map((version) => version.unload(this.options.drainGraceMs)));
+      await Promise.all(versions.map((version) => this.retire(version)));
       this.options.logger.info({ model: name }, 'model unloaded');
     });
   }
 
-  /** Run a model on `count` instances: it reloads with that instance_group, beside the serving versions. */
+  /**
+   * Run a model on `count` instances: it reloads with that instance_group, beside the serving
+   * versions. MODEL_NOT_FOUND for a model that is not loaded (never loaded, or unregistered), as
+   * TorchServe answers: scaling never brings back a model the operator took down.
+   */
   scale(name: string, count: number): Promise<void> {
     const record = this.records.get(name);
     if (record === undefined) throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not in the repository`);
-    const current = record.configOverride ?? record.discovered?.config;
-    if (current === undefined) throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' is not loaded; load it before scaling it`);
-    return this.load(name, { config: { ...current, instance_group: [{ count, kind: 'KIND_CPU' }] } });
+    // Checked under the lock: an unregister queued before this scale wins.
+    return this.locked(record, () => {
+      if (!record.wanted || this.records.get(name) !== record) {
+        throw new TesseraError('MODEL_NOT_FOUND', `model '${name}' is not loaded (never loaded, or unregistered); register or load it before scaling it`);
+      }
+      const current = record.configOverride ?? record.discovered?.config;
+      if (current === undefined) throw new TesseraError('MODEL_UNAVAILABLE', `model '${name}' has not loaded yet${record.problem === undefined ? '' : ` (${record.problem})`}; fix it before scaling it`);
+      return this.loadLocked(record, { config: { ...current, instance_group: [{ count, kind: 'KIND_CPU' }] } });
+    });
+  }
+
+  /**
+   * Admit a handler request to `version` while its handler preprocesses it: until the returned
+   * release is called (once the request is queued on the version's scheduler, or has failed),
+   * retiring the version waits for it, up to the drain grace. So a request admitted before an
+   * unload or a reload is served by the version that admitted it, as a queued one is.
+   */
+  admit(version: ModelVersion): () => void {
+    let entry = this.admitted.get(version);
+    if (entry === undefined) {
+      entry = { count: 0, settled: [] };
+      this.admitted.set(version, entry);
+    }
+    const admission = entry;
+    admission.count++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--admission.count > 0) return;
+      this.admitted.delete(version);
+      for (const wake of admission.settled) wake();
+    };
   }
 
   /** Pin the version that serves requests naming none (undefined: back to the highest READY). */
@@ -226,7 +308,7 @@ export class ModelRegistry {
     await Promise.all(versions.map((version) => version.unload(this.options.drainGraceMs)));
   }
 
-  private async loadLocked(record: ModelRecord, options: LoadOptions): Promise<void> {
+  private async loadLocked(record: ModelRecord, options: LoadOptions & { readonly instances?: number }): Promise<void> {
     if (this.closed) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down');
     if (options.config !== undefined) {
       const parsed = modelConfigSchema.safeParse(options.config);
@@ -255,7 +337,12 @@ export class ModelRegistry {
       return fail(`cannot read ${record.dir}: ${(error as Error).message}`);
     }
     if (discovered.problem !== undefined) return fail(discovered.problem);
-    const config = discovered.config!;
+    let config = discovered.config!;
+    if (options.instances !== undefined) {
+      // A registration's initial_workers: the model loads once, with that count, kept as scale keeps it.
+      config = { ...config, instance_group: [{ count: options.instances, kind: 'KIND_CPU' }] };
+      record.configOverride = config;
+    }
     const backend = this.backendFor(config);
     if (backend === undefined) return fail(`no backend named '${config.backend}'`);
     if (discovered.ignoredConfigFields.length > 0 && JSON.stringify(record.discovered?.ignoredConfigFields) !== JSON.stringify(discovered.ignoredConfigFields)) {
@@ -315,8 +402,43 @@ export class ModelRegistry {
     record.versions.clear();
     for (const [version, served] of ascending) record.versions.set(version, served);
     if (record.defaultVersion !== undefined && record.versions.get(record.defaultVersion)?.state !== 'READY') record.defaultVersion = undefined;
-    await Promise.all(retiring.map((version) => version.unload(this.options.drainGraceMs)));
+    await Promise.all(retiring.map((version) => this.retire(version)));
     if (failures.length > 0) throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${failures.join('; ')}`);
+  }
+
+  /**
+   * Unload a version taken out of service: requests admitted to it first (see {@link admit}), then
+   * its queued and running requests, all within the drain grace.
+   */
+  private async retire(version: ModelVersion): Promise<void> {
+    const grace = this.options.drainGraceMs;
+    const started = performance.now();
+    const admission = this.admitted.get(version);
+    if (admission !== undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => admission.settled.push(resolve)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, grace);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    await version.unload(Math.max(0, grace - (performance.now() - started)));
+  }
+
+  /** Undo a failed registration: unload what it loaded, then forget the record or put back its state `before`. */
+  private async rollBack(record: ModelRecord, before: RecordState | undefined): Promise<void> {
+    const versions = [...record.versions.values()];
+    record.versions.clear();
+    record.failedFingerprints.clear();
+    if (before === undefined) {
+      if (this.records.get(record.name) === record) this.records.delete(record.name);
+    } else {
+      Object.assign(record, before);
+    }
+    await Promise.all(versions.map((version) => this.retire(version)));
+    this.options.logger.info({ model: record.name }, before === undefined ? 'failed registration forgotten' : 'failed registration rolled back');
   }
 
   private backendFor(config: ModelConfigFile): Backend | undefined {

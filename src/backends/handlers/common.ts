@@ -3,7 +3,7 @@ import { describeIssues } from '../../config/model-config.js';
 import { TesseraError } from '../../core/errors.js';
 import { fromHalfBits } from '../../core/float16.js';
 import type { Tensor, TensorSpec } from '../../core/tensor.js';
-import type { HandlerModelInfo, HandlerRequest } from './handler.js';
+import type { HandlerFile, HandlerModelInfo, HandlerRequest } from './handler.js';
 
 /** Helpers shared by the built-in handlers. */
 
@@ -46,9 +46,22 @@ export function pickInput(model: HandlerModelInfo, name: string | undefined, han
   return only;
 }
 
-/** The request body parsed as JSON (the first file, or the raw body). */
+/** Field names TorchServe's handlers read their input from (`row.get("data") or row.get("body")`). */
+const INPUT_FIELD_NAMES: ReadonlySet<string> = new Set(['data', 'body']);
+
+/**
+ * The files that hold a request's input: those named `data` or `body` (TorchServe's names; the
+ * whole body of a request that is not multipart is `body`) when there are any, else every file.
+ * Other parts (a metadata file beside `-F data=@image.png`) are left to custom handlers.
+ */
+export function inputFiles(request: HandlerRequest): readonly HandlerFile[] {
+  const named = request.files.filter((file) => INPUT_FIELD_NAMES.has(file.fieldName));
+  return named.length > 0 ? named : request.files;
+}
+
+/** The request body parsed as JSON (the first input file: see {@link inputFiles}). */
 export function bodyJson(request: HandlerRequest): unknown {
-  const file = request.files[0];
+  const file = inputFiles(request)[0];
   if (file === undefined || file.data.length === 0) throw new TesseraError('INVALID_REQUEST', 'the request has no body; send JSON');
   try {
     return JSON.parse(file.data.toString('utf8'));

@@ -87,18 +87,54 @@ function exportsOf(namespace: unknown, file: string): { preprocess: Preprocess |
  * errors module (a handler.ts loaded by tsx gets its own module instances, so instanceof fails).
  */
 function asTesseraError(error: unknown): TesseraError | undefined {
-  if (error instanceof TesseraError) return error;
-  if (!(error instanceof Error) || error.name !== 'TesseraError') return undefined;
-  const { code, retryAfterSeconds } = error as Error & { code?: unknown; retryAfterSeconds?: unknown };
-  if (typeof code !== 'string' || !Object.hasOwn(ERROR_CATALOG, code)) return undefined;
-  return new TesseraError(code as ErrorCode, error.message, {
-    cause: error.cause ?? error,
-    ...(typeof retryAfterSeconds === 'number' ? { retryAfterSeconds } : {}),
-  });
+  try {
+    if (error instanceof TesseraError) return error;
+    if (!(error instanceof Error) || error.name !== 'TesseraError') return undefined;
+    const { code, retryAfterSeconds } = error as Error & { code?: unknown; retryAfterSeconds?: unknown };
+    if (typeof code !== 'string' || !Object.hasOwn(ERROR_CATALOG, code)) return undefined;
+    return new TesseraError(code as ErrorCode, error.message, {
+      cause: error.cause ?? error,
+      ...(typeof retryAfterSeconds === 'number' ? { retryAfterSeconds } : {}),
+    });
+  } catch {
+    return undefined; // a getter or Proxy trap that throws: not a usable TesseraError
+  }
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/**
+ * A message for anything a handler throws. Never throws itself: a handler may throw an object
+ * without a prototype (String() has nothing to call), or one whose `message` getter or
+ * toString throws; those get a description instead, so the caller still learns the handler failed.
+ */
+export function messageOf(error: unknown): string {
+  try {
+    if (error instanceof Error) {
+      const message: unknown = error.message;
+      return typeof message === 'string' ? message : String(message);
+    }
+    return String(error);
+  } catch {
+    const isError = ((): boolean => {
+      try {
+        return error instanceof Error;
+      } catch {
+        return false;
+      }
+    })();
+    return isError ? `${describeThrown(error)} whose message cannot be read` : `a value that cannot be shown as text (${describeThrown(error)})`;
+  }
+}
+
+function describeThrown(error: unknown): string {
+  if (typeof error !== 'object' || error === null) return typeof error;
+  try {
+    const prototype: unknown = Object.getPrototypeOf(error);
+    if (prototype === null) return 'an object without a prototype';
+    const name: unknown = (prototype as { constructor?: { name?: unknown } }).constructor?.name;
+    return typeof name === 'string' && name !== '' ? `an instance of ${name}` : 'an object';
+  } catch {
+    return 'an object'; // a Proxy whose traps throw
+  }
 }
 
 /** Check (and where needed convert) what a custom preprocess returned. */

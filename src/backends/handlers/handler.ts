@@ -30,9 +30,13 @@ export interface HandlerFile {
 
 /** The raw request as a protocol received it. */
 export interface HandlerRequest {
-  /** The body, or each uploaded file for multipart requests. */
+  /**
+   * The body (field name `body`), or each uploaded file of a multipart request, with its file
+   * name. A text form field named `data` or `body` is here too (without a file name): TorchServe
+   * reads the input from those fields whether they are files or text.
+   */
   readonly files: readonly HandlerFile[];
-  /** Query-string and form fields. */
+  /** Query-string parameters and the form's other text fields (a form field wins over a query parameter of the same name). */
   readonly fields: Readonly<Record<string, string>>;
   readonly parameters?: Parameters;
 }

@@ -5,7 +5,7 @@ import { TesseraError } from '../../core/errors.js';
 import { toHalfBits } from '../../core/float16.js';
 import type { Tensor, TensorSpec } from '../../core/tensor.js';
 import type { HandlerFile, HandlerInputs, HandlerModelInfo, HandlerRequest, ModelHandler } from './handler.js';
-import { cachedPlan, configError, isDistribution, numericValues, OrderedObject, parseOptions, pickInput, pickOutput, rowsOf, softmax } from './common.js';
+import { cachedPlan, configError, inputFiles, isDistribution, numericValues, OrderedObject, parseOptions, pickInput, pickOutput, rowsOf, softmax } from './common.js';
 
 /**
  * The image classification handler (TorchServe's image_classifier, in TypeScript): decode PNG /
@@ -221,7 +221,8 @@ function centerCrop(image: DecodedImage, h: number, w: number, channels: number)
 export class ImageHandler implements ModelHandler {
   async preprocess(request: HandlerRequest, model: HandlerModelInfo): Promise<HandlerInputs> {
     const plan = planImage(model);
-    const files = request.files.filter((f) => f.data.length > 0);
+    // The `data` / `body` parts when the request names any (TorchServe), else every file.
+    const files = inputFiles(request).filter((f) => f.data.length > 0);
     const count = files.length;
     if (count === 0) throw new TesseraError('INVALID_INPUT_DATA', 'the request holds no image');
     if (plan.batching === 'batch' && count > model.maxBatchSize) {

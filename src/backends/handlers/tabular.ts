@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { allocate, type DataType } from '../../core/datatype.js';
 import { TesseraError } from '../../core/errors.js';
 import { toHalfBits } from '../../core/float16.js';
+import { FLOAT_LIMITS, floatRangeProblem } from '../../core/json-tensor.js';
 import type { Tensor, TensorSpec } from '../../core/tensor.js';
 import type { HandlerInputs, HandlerModelInfo, HandlerRequest, ModelHandler } from './handler.js';
 import {
@@ -189,6 +190,8 @@ export class TabularHandler implements ModelHandler {
     const datatype = plan.input.datatype;
     const data = allocate(datatype as Exclude<DataType, 'BYTES'>, rows * width);
     const range = INTEGER_RANGE[datatype];
+    // FP32 / FP16: finite numbers their storage would turn into ±Infinity are refused.
+    const overflow = FLOAT_LIMITS[datatype]?.overflow ?? Infinity;
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < width; c++) {
         let value = valueAt(r, c);
@@ -196,6 +199,9 @@ export class TabularHandler implements ModelHandler {
         const feature = features === undefined ? `column ${c}` : `feature '${features[c]}'`;
         if (typeof value !== 'number' || !Number.isFinite(value)) {
           throw new TesseraError('INVALID_INPUT_DATA', `record ${r}, ${feature}: expected a number, got ${describe(value)}`);
+        }
+        if (Math.abs(value) >= overflow) {
+          throw new TesseraError('INVALID_INPUT_DATA', `record ${r}, ${feature}: ${floatRangeProblem(datatype, value)} (input '${plan.input.name}' is ${datatype})`);
         }
         if (range !== undefined && (!Number.isInteger(value) || value < range[0] || value > range[1])) {
           throw new TesseraError('INVALID_INPUT_DATA', `record ${r}, ${feature}: ${value} is not an integer from ${range[0]} to ${range[1]} (input '${plan.input.name}' is ${datatype})`);

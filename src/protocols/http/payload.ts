@@ -14,6 +14,13 @@ export interface Payload {
   readonly mediaType: string;
   /** Form field name of a multipart part. */
   readonly field?: string;
+  /**
+   * What a multipart part is: `file` for an uploaded file (`curl -F data=@input.json`), `text` for
+   * a plain form field (`curl -F data='[...]'`, `-F topk=3`). Undefined for a whole body.
+   */
+  readonly part?: 'file' | 'text';
+  /** The file name a `file` part was uploaded with, when it has one. */
+  readonly filename?: string;
 }
 
 /** Media types sent by clients that do not label JSON as JSON (curl -d, curl -T, form fields). */
@@ -32,8 +39,8 @@ export async function payloadsOf(request: FastifyRequest): Promise<Payload[]> {
   }
   const parts: Payload[] = [];
   for (const [field, value] of form) {
-    if (typeof value === 'string') parts.push({ bytes: Buffer.from(value, 'utf8'), mediaType: '', field });
-    else parts.push({ bytes: Buffer.from(await value.arrayBuffer()), mediaType: mediaType(value.type), field });
+    if (typeof value === 'string') parts.push({ bytes: Buffer.from(value, 'utf8'), mediaType: '', field, part: 'text' });
+    else parts.push({ bytes: Buffer.from(await value.arrayBuffer()), mediaType: mediaType(value.type), field, part: 'file', ...(value.name === '' ? {} : { filename: value.name }) });
   }
   if (parts.length === 0) throw new TesseraError('INVALID_REQUEST', 'the multipart/form-data body has no parts; upload the input as a form field, e.g. -F data=@input.json');
   return parts;

@@ -58,15 +58,18 @@ export function registerManagementRoutes(app: FastifyInstance, options: Manageme
   app.post(
     '/models',
     handle(async (req, reply) => {
+      // Every parameter is checked before anything is registered: a refusal changes nothing.
       const query = req.query as Record<string, unknown>;
-      const url = query['url'];
-      if (typeof url !== 'string' || url === '') {
+      const url = queryParameter(query, 'url');
+      if (url === undefined || url === '') {
         throw new TesseraError('INVALID_PARAMETER', "'url' is required: the path of a model archive (.tar.gz) or a model directory");
       }
-      const name = typeof query['model_name'] === 'string' ? query['model_name'] : undefined;
-      const registered = await engine.registerModel(url, name === undefined ? {} : { name });
-      const workers = query['initial_workers'];
-      if (typeof workers === 'string') await engine.scaleModel(registered, instanceCount(workers));
+      const name = queryParameter(query, 'model_name');
+      const workers = queryParameter(query, 'initial_workers');
+      // TorchServe's initial_workers=0 registers a model without workers; a Tessera model always
+      // runs on instances, so 0 (like no value) means the instance count of the model's config.
+      const instances = workers === undefined ? 0 : instanceCount(workers, 'initial_workers', 0);
+      const registered = await engine.registerModel(url, { ...(name === undefined ? {} : { name }), ...(instances === 0 ? {} : { instances }) });
       return sendJson(reply, 200, { status: `Model "${registered}" registered`, modelName: registered });
     }),
   );
@@ -75,9 +78,10 @@ export function registerManagementRoutes(app: FastifyInstance, options: Manageme
     '/models/:model',
     handle<ModelParams>(async (req, reply) => {
       const query = req.query as Record<string, unknown>;
-      const workers = query['min_worker'] ?? query['instances'];
-      if (typeof workers !== 'string') throw new TesseraError('INVALID_PARAMETER', "'min_worker' (or 'instances') is required: how many instances to run");
-      const count = instanceCount(workers);
+      const minWorker = queryParameter(query, 'min_worker');
+      const workers = minWorker ?? queryParameter(query, 'instances');
+      if (workers === undefined) throw new TesseraError('INVALID_PARAMETER', "'min_worker' (or 'instances') is required: how many instances to run");
+      const count = instanceCount(workers, minWorker === undefined ? 'instances' : 'min_worker', 1);
       await engine.scaleModel(req.params.model, count);
       return sendJson(reply, 200, { status: `Model "${req.params.model}" runs ${count} instance${count === 1 ? '' : 's'}` });
     }),
@@ -101,9 +105,18 @@ export function registerManagementRoutes(app: FastifyInstance, options: Manageme
   );
 }
 
-function instanceCount(text: string): number {
-  const count = Number(text);
-  if (!Number.isInteger(count) || count < 1 || count > 64) throw new TesseraError('INVALID_PARAMETER', `instance count must be an integer from 1 to 64, got '${text}'`);
+/** A query parameter given at most once (Fastify makes an array of a repeated one). */
+function queryParameter(query: Record<string, unknown>, name: string): string | undefined {
+  const value = query[name];
+  if (value === undefined || typeof value === 'string') return value;
+  const times = Array.isArray(value) ? `${value.length} times` : 'in a form that is not a string';
+  throw new TesseraError('INVALID_PARAMETER', `'${name}' is given ${times}; give it once`);
+}
+
+/** An instance count from a query parameter: an integer from `min` to 64. */
+function instanceCount(text: string, parameter: string, min: number): number {
+  const count = /^[0-9]{1,3}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(count >= min && count <= 64)) throw new TesseraError('INVALID_PARAMETER', `'${parameter}' must be an integer from ${min} to 64, got '${text}'`);
   return count;
 }
 

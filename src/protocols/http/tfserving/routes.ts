@@ -80,15 +80,30 @@ function splitVerb(target: string, method: string, url: string): { head: string;
 }
 
 /**
- * The version a TF Serving path addresses. Version labels (`/labels/{l}`) would map to
- * versions, but Tessera has no label registry yet: every label is unknown (404).
+ * The version a TF Serving path addresses, as the version number it resolves to. `/versions/{v}`
+ * takes a number, as in TF Serving (an int64; leading zeros are dropped, as its parsing does),
+ * `/labels/{l}` a version label: Tessera's labels are the model's routing aliases (set through
+ * the management API, `PUT /models/{m}/aliases/{alias}`, or the routing config).
  */
 function versionOf(engine: Engine, model: string, kind: 'latest' | 'version' | 'label', params: { version?: string; label?: string }): string | undefined {
   if (kind === 'latest') return undefined;
-  if (kind === 'version') return params.version;
-  if (!engine.repositoryIndex().some((entry) => entry.name === model)) throw new TesseraError('MODEL_NOT_FOUND', `model '${model}' is not in the repository`);
-  throw new TesseraError(
-    'MODEL_VERSION_NOT_FOUND',
-    `model '${model}' has no version labelled '${params.label}': version labels are not configured in Tessera; address a version by number with /versions/{n}`,
-  );
+  if (kind === 'version') {
+    const version = params.version ?? '';
+    if (!/^[0-9]{1,18}$/.test(version)) {
+      throw new TesseraError(
+        'INVALID_PARAMETER',
+        `version '${version}' in /versions/{version} is not a version number; TF Serving versions are integers (address a version label with /labels/{label})`,
+      );
+    }
+    return version.replace(/^0+(?=[0-9])/, '');
+  }
+  const label = params.label ?? '';
+  const version = engine.versionOfAlias(model, label);
+  if (version === undefined) {
+    throw new TesseraError(
+      'MODEL_VERSION_NOT_FOUND',
+      `model '${model}' has no version labelled '${label}'; labels are the model's aliases (PUT /models/${model}/aliases/${label} on the management API), or address a version by number with /versions/{n}`,
+    );
+  }
+  return version;
 }

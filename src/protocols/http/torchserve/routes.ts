@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../../../engine/engine.js';
 import { callerContext } from '../disconnect.js';
 import { guarded, sendJson, type HttpErrorPolicy } from '../errors.js';
-import { payloadsOf } from '../payload.js';
+import { payloadsOf, type Payload } from '../payload.js';
+import type { HandlerFile, HandlerRequest } from '../../../backends/handlers/handler.js';
 import { handlerAnswerJson } from '../../../backends/handlers/common.js';
 import { torchServeErrorBody } from './errors.js';
 import { predictTabular } from './handler.js';
@@ -37,14 +38,7 @@ export function registerTorchServeRoutes(app: FastifyInstance, options: TorchSer
         const { model, version } = req.params;
         if (engine.modelHandlerKind(model, version) !== undefined) {
           // The model's handler (image, tabular, custom) takes the raw upload.
-          const files = payloads.map((payload, i) => ({
-            fieldName: payload.field ?? (i === 0 ? 'body' : `part${i}`),
-            filename: undefined,
-            contentType: payload.mediaType === '' ? undefined : payload.mediaType,
-            data: payload.bytes,
-          }));
-          const fields = Object.fromEntries(Object.entries(req.query as Record<string, unknown>).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
-          const { version: served, answer } = await engine.predict(model, version, { files, fields }, caller);
+          const { version: served, answer } = await engine.predict(model, version, handlerRequest(payloads, req.query as Record<string, unknown>), caller);
           return reply.code(200).header('x-model-version', served).type('application/json').send(handlerAnswerJson(answer));
         }
         const answer = await predictTabular(engine, { model, ...(version === undefined ? {} : { version }), ...caller }, payloads);
@@ -53,6 +47,36 @@ export function registerTorchServeRoutes(app: FastifyInstance, options: TorchSer
       }),
     });
   }
+}
+
+/** Form fields TorchServe's handlers read the input from (`data` or `body`), whether uploaded as a file or typed as text. */
+const INPUT_FIELDS: ReadonlySet<string> = new Set(['data', 'body']);
+
+/**
+ * The raw request as a handler takes it (handler.ts): the body, or the uploaded files of a
+ * multipart request with their names, in `files`; the query string's parameters and the form's
+ * text fields (a form field wins over a query parameter of the same name; the last of a repeated
+ * one wins) in `fields`. A text field named `data` or `body` is the input, as TorchServe reads it,
+ * so it is a file (without a name): `-F data='{"instances": ...}'` reaches the handler as a body.
+ */
+function handlerRequest(payloads: readonly Payload[], query: Record<string, unknown>): HandlerRequest {
+  const fields = new Map<string, string>();
+  for (const [name, value] of Object.entries(query)) if (typeof value === 'string') fields.set(name, value);
+  const files: HandlerFile[] = [];
+  for (const payload of payloads) {
+    if (payload.part === 'text' && !INPUT_FIELDS.has(payload.field!)) {
+      fields.set(payload.field!, payload.bytes.toString('utf8'));
+      continue;
+    }
+    files.push({
+      fieldName: payload.field ?? 'body',
+      filename: payload.filename,
+      contentType: payload.mediaType === '' ? undefined : payload.mediaType,
+      data: payload.bytes,
+    });
+  }
+  // fromEntries: a field named __proto__ becomes an own property, not the object's prototype.
+  return { files, fields: Object.fromEntries(fields) };
 }
 
 /**
