@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -137,6 +137,15 @@ describe('V2 repository API', () => {
     const escape = await postJson(`${base}/evil/load`, { parameters: { config: '{}', 'file:../../etc/x': 'AAAA' } });
     assert.equal(escape.status, 400);
     assert.match((escape.body as { error: string }).error, /must be relative and stay inside the model directory/);
+    // A name that would put the files elsewhere is refused before anything is written.
+    const overrides = join(tmpdir(), 'tessera-model-overrides');
+    const planted = `planted-${process.pid}`;
+    const traversal = await postJson(`${base}/${encodeURIComponent(`../../../../../../${overrides.slice(1)}/../${planted}`)}/load`, {
+      parameters: { config: '{}', 'file:1/model.onnx': 'AAAA' },
+    });
+    assert.equal(traversal.status, 400, JSON.stringify(traversal.body));
+    assert.match((traversal.body as { error: string }).error, /is not a valid model name/);
+    assert.deepEqual((await readdir(tmpdir())).filter((entry) => entry.startsWith(planted)), [], 'nothing written outside the overrides directory');
     const noConfig = await postJson(`${base}/x/load`, { parameters: { 'file:1/model.onnx': 'AAAA' } });
     assert.equal(noConfig.status, 400);
     const broken = await postJson(`${base}/mlp/load`, { parameters: { config: JSON.stringify({ max_batch_size: -3 }) } });

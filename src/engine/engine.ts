@@ -280,7 +280,8 @@ export class Engine {
   async loadModel(name: string, options: LoadOptions & { readonly files?: ReadonlyMap<string, Buffer> } = {}): Promise<void> {
     this.assertOpen();
     this.assertApiControl('load');
-    const dir = options.files === undefined ? options.dir : await writeOverrideFiles(name, options.files);
+    // The name is part of the directory the files are written to: check it before writing any.
+    const dir = options.files === undefined ? options.dir : await writeOverrideFiles(registrableName(name), options.files);
     return this.registry.load(name, { ...(options.config === undefined ? {} : { config: options.config }), ...(dir === undefined ? {} : { dir }) });
   }
 

@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { TesseraError } from '../core/errors.js';
+import { isModelName } from './discovery.js';
 
 /** Most files and bytes one load request may carry. */
 const MAX_FILES = 256;
@@ -19,6 +20,7 @@ export async function writeOverrideFiles(model: string, files: ReadonlyMap<strin
       throw new TesseraError('INVALID_PARAMETER', `file path '${path}' must be relative and stay inside the model directory (e.g. 1/model.onnx)`);
     }
   }
+  if (!isModelName(model)) throw new TesseraError('INVALID_PARAMETER', `'${model}' is not a valid model name (letters, digits, '_', '.', '-')`);
   const root = join(tmpdir(), 'tessera-model-overrides');
   await mkdir(root, { recursive: true });
   const dir = await mkdtemp(join(root, `${model}-`));
