@@ -261,6 +261,17 @@ describe('model lifecycle', () => {
     assert.deepEqual(edges.outputs[0]!.shape, [1, 1, 2, 2]);
   });
 
+  test('a version policy that selects none of the version directories fails the load, naming the policy', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeModel(repo, 'spec', 1, mlpModel(weightsV1), { 'config.yaml': 'version_policy: { specific: { versions: [3] } }\n' });
+    const engine = await Engine.start(engineOptions(repo, { controlMode: 'explicit' }));
+    t.after(() => engine.close());
+    await assert.rejects(engine.loadModel('spec'), /at least one version must be available under the version policy .*"versions":\[3\].*found versions 1/);
+    const entry = engine.repositoryIndex().find((e) => e.name === 'spec');
+    assert.equal(entry?.state, 'UNAVAILABLE');
+  });
+
   test('50 load/unload cycles release sessions and workers (RSS stays within 30 MB)', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

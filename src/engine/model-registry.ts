@@ -357,6 +357,12 @@ export class ModelRegistry {
     const configKey = JSON.stringify([config, discovered.labels ?? null, handlerStamp]);
     const filename = config.default_model_filename ?? backend.defaultModelFilename;
     const selected = selectVersions(config.version_policy, discovered.versions).map(String);
+    // As in Triton: a policy that selects none of the version directories is a failed load,
+    // not a model left LOADING for good.
+    if (selected.length === 0) {
+      const found = discovered.versions.length === 0 ? 'no version directories' : `versions ${discovered.versions.join(', ')}`;
+      return fail(`at least one version must be available under the version policy (${JSON.stringify(config.version_policy ?? { latest: { num_versions: 1 } })}; found ${found})`);
+    }
     const failures: string[] = [];
     const retiring: ModelVersion[] = [];
     await Promise.all(
