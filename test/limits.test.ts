@@ -5,6 +5,9 @@
  * its flag; the defaults stop a body of millions of empty BYTES elements before it is decoded.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { status } from '@grpc/grpc-js';
@@ -13,7 +16,7 @@ import { checkJsonDepth, jsonNestingDepth, DEFAULT_REQUEST_LIMITS } from '../src
 import type { TesseraServer } from '../src/server/server.js';
 import { serializeBytes } from './support/grpc-client.js';
 import { SecureGrpcClient, grpcError, grpcInferRequest, http, inferBody, securityRepository, streamAll } from './support/security.js';
-import { startTestServer } from './support/server.js';
+import { startTestServer, writeFakeModel } from './support/server.js';
 
 const LIMITS = { maxInputs: 2, maxTensorElements: 10, maxBytesTensorElements: 3, maxBatchRows: 4, maxBytesElementLength: 5, maxJsonDepth: 16 };
 
@@ -75,6 +78,20 @@ describe('request limits', () => {
     // TF Serving rows become a batch tensor: the engine-side check refuses it.
     const rows = Array.from({ length: 5 }, () => [1, 2]);
     await refused(`${server.httpUrl}/v1/models/alpha:predict`, { body: { instances: rows } }, /has 5 rows \(its first dimension\); the limit is 4 \(--max-batch-rows\)/);
+  });
+
+  test("batch rows of the tensors a model's handler makes (TorchServe /predictions), as of any request", async (t) => {
+    const repo = await mkdtemp(path.join(tmpdir(), 'tessera-limits-handler-'));
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const spec = { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 2] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 2], copy_of: 'x' }] };
+    await writeFakeModel(repo, 'tab', 1, spec, 'max_batch_size: 0\nhandler: tabular\nhandler_options: { task: regression }\n');
+    const limited = await startTestServer(t, repo, { maxBatchRows: 2, grpc: false, management: false });
+    const within = await http(`${limited.httpUrl}/predictions/tab`, { body: { instances: [[1, 2], [3, 4]] } });
+    assert.equal(within.status, 200, within.text);
+    const over = await http(`${limited.httpUrl}/predictions/tab`, { body: { instances: Array.from({ length: 50 }, (_, i) => [i, i]) } });
+    assert.equal(over.status, 413, over.text);
+    // TorchServe's error body: {code, type, message}.
+    assert.match(String(over.json?.['message']), /has 50 rows \(its first dimension\); the limit is 2 \(--max-batch-rows\)/);
   });
 
   test('number of inputs', async () => {

@@ -136,6 +136,8 @@ export class Engine {
    * version the request path chose, so routing decides before any preprocessing.
    */
   private readonly handlerJobs = new WeakMap<InferenceRequest, HandlerJob>();
+  /** Checks every request's tensors pass before they are validated and queued (see checkEveryRequest). */
+  private readonly requestChecks: ((tensors: InferenceRequest) => void)[] = [];
   /** The last registration of each model name under way (see registerModel). */
   private readonly registrations = new Map<string, Promise<void>>();
 
@@ -397,6 +399,14 @@ export class Engine {
     return this.routing?.resolveAlias(model, alias);
   }
 
+  /**
+   * Run `check` on the tensors of every request before it is queued, whichever front door
+   * decoded it and whether a handler made them (request limits); it throws to refuse one.
+   */
+  checkEveryRequest(check: (tensors: InferenceRequest) => void): void {
+    this.requestChecks.push(check);
+  }
+
   /** Rescan the repository now (what poll mode does on its timer). */
   syncRepository(): Promise<void> {
     return this.registry.sync();
@@ -528,6 +538,7 @@ export class Engine {
     const started = process.hrtime.bigint();
     let validated;
     try {
+      for (const check of this.requestChecks) check(tensors);
       validated = validateRequest(tensors, served.signature!, served.label);
     } catch (error) {
       served.stats.recordFailure(Number(process.hrtime.bigint() - started));

@@ -140,15 +140,11 @@ export function checkInferenceRequest(request: InferenceRequest, limits: Request
 }
 
 /**
- * Check every request the engine is asked to run, whatever protocol decoded it: `engine.infer`
- * is wrapped in place (the engine object is shared by every front door).
+ * Check every request the engine runs, whatever protocol decoded it, the tensors a model's
+ * handler makes from a TorchServe-style request included.
  */
-export function enforceRequestLimits<R>(engine: { infer(request: InferenceRequest): Promise<R> }, limits: RequestLimits): void {
-  const infer = engine.infer.bind(engine);
-  engine.infer = async (request: InferenceRequest): Promise<R> => {
-    checkInferenceRequest(request, limits);
-    return infer(request);
-  };
+export function enforceRequestLimits(engine: { checkEveryRequest(check: (tensors: InferenceRequest) => void): void }, limits: RequestLimits): void {
+  engine.checkEveryRequest((tensors) => checkInferenceRequest(tensors, limits));
 }
 
 // ---------------------------------------------------------------------------
