@@ -325,7 +325,7 @@ describe('Triton config.pbtxt to Tessera config', () => {
         graph_optimization_level: 'extended',
       },
       default_model_filename: 'resnet50.onnx',
-      warmup: { enabled: true, batch_sizes: [1, 8], iterations: 3 },
+      warmup: { enabled: true, batch_sizes: [1, 8], iterations: 3, dims: { input: [3, 224, 224] } },
     });
     assert.deepEqual(ignored, [
       'instance_group[1].kind: KIND_GPU runs on the CPU in Tessera (count 1 per GPU becomes 1 CPU instance(s))',
