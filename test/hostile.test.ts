@@ -288,8 +288,8 @@ describe('hostile input never gets a 5xx or takes the server down', () => {
   });
 
   test('slow clients (slowloris) are dropped after the request timeout', async (t) => {
-    const slow = async (name: string, first: string, drip: string): Promise<{ name: string; ms: number; outcome: string }> => {
-      const socket = connect(server.httpPort, '127.0.0.1');
+    const slow = async (name: string, first: string, drip: string, port = server.httpPort): Promise<{ name: string; ms: number; outcome: string }> => {
+      const socket = connect(port, '127.0.0.1');
       socket.on('error', () => undefined);
       await once(socket, 'connect');
       const started = performance.now();
@@ -310,6 +310,7 @@ describe('hostile input never gets a 5xx or takes the server down', () => {
       slow('slow chunked body', 'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n', '1\r\n \r\n'),
       slow('slow request line', 'POS', 'T /v2 HTTP/1.1\r\n'),
       slow('silent connection', '', ''),
+      slow('management listener, slow headers', 'GET /models HTTP/1.1\r\nHost: x\r\n', 'X-Slow: a\r\n', server.managementPort),
     ]);
     total += results.length;
     t.diagnostic(results.map((r) => `${r.name}: ${r.outcome} at ${Math.round(r.ms)} ms`).join('; '));

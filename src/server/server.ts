@@ -183,13 +183,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         errors: { queueFullStatus: config.queueFullStatus },
         access: security.access,
         ...(security.https === undefined ? {} : { https: security.https }),
+        // Slow clients are dropped on the management listener too, checked as often as on the main one.
+        requestTimeoutMs: config.requestTimeoutMs,
       }) : undefined;
   if (management !== undefined) registerRoutingRoutes(management, { router: routing, errors: { queueFullStatus: config.queueFullStatus } });
-  if (management !== undefined) {
-    // Slow clients are dropped on the management listener too (Node reads these at each check).
-    management.server.requestTimeout = config.requestTimeoutMs;
-    management.server.headersTimeout = config.requestTimeoutMs > 0 ? Math.min(60_000, config.requestTimeoutMs) : 60_000;
-  }
   try {
     await app.listen({ host: config.host, port: config.httpPort });
     if (config.grpc) {

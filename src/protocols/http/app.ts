@@ -1,6 +1,7 @@
 import fastifyCompress from '@fastify/compress';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { TesseraError } from '../../core/errors.js';
+import { requestTimeouts } from './timeouts.js';
 import type { Engine } from '../../engine/engine.js';
 import { registerBodyParser } from './body.js';
 import { deferredChildLogger } from './request-logger.js';
@@ -153,17 +154,6 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   if (vertex !== undefined) void app.register(async (scope) => registerVertexRoutes(scope, { engine, errors, defaultModel, ...vertex }));
   if (protocols.azureml) void app.register(async (scope) => registerAzureMlRoutes(scope, { engine, errors, defaultModel }));
   return app;
-}
-
-/**
- * Fastify and node:http options bounding how long a request may take to arrive (slowloris).
- * Node checks its connections every `connectionsCheckingInterval` (30 s by default), so the
- * interval shrinks with short timeouts for them to be enforced on time.
- */
-function requestTimeouts(requestTimeoutMs: number): { requestTimeout: number; http: { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number } } {
-  const headersTimeout = requestTimeoutMs > 0 ? Math.min(60_000, requestTimeoutMs) : 60_000;
-  const connectionsCheckingInterval = Math.max(50, Math.min(30_000, Math.floor(headersTimeout / 4)));
-  return { requestTimeout: requestTimeoutMs, http: { requestTimeout: requestTimeoutMs, headersTimeout, connectionsCheckingInterval } };
 }
 
 /**

@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { TesseraError } from '../../../core/errors.js';
 import type { Engine } from '../../../engine/engine.js';
+import { requestTimeouts } from '../timeouts.js';
 import { sendError, type HttpErrorPolicy } from '../errors.js';
 import { torchServeErrorBody } from '../torchserve/errors.js';
 import { registerManagementRoutes } from './routes.js';
@@ -17,12 +18,16 @@ export function buildManagementApp(options: {
   access?: AccessControl;
   /** TLS: node:https server options. */
   https?: HttpsServerOptions;
+  /** Receiving a whole request (0: no limit); slow clients are dropped as on the main listener. */
+  requestTimeoutMs?: number;
 }): FastifyInstance {
+  const timeouts = requestTimeouts(options.requestTimeoutMs ?? 0);
   const app = Fastify({
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
-    ...(options.https === undefined ? {} : { https: options.https }),
+    ...timeouts,
+    ...(options.https === undefined ? {} : { https: { ...timeouts.http, ...options.https } }),
   });
   if (options.access !== undefined) installManagementSecurity(app, options.access);
   app.removeAllContentTypeParsers();
