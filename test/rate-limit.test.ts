@@ -127,6 +127,19 @@ describe('the meter', () => {
     assert.equal(buckets.waitMs('k', 3, 20_000), 0);
   });
 
+  test('past the tracking limit, buckets are dropped in bulk (down to 90%), so new clients do not each cost a scan', () => {
+    const buckets = new TokenBuckets(60_000, 100);
+    for (let i = 0; i < 100; i++) buckets.take(`client-${i}`, 1, 0);
+    assert.equal(buckets.size, 100);
+    buckets.take('client-100', 1, 0);
+    assert.equal(buckets.size, 90, 'one eviction makes room for the next 10 new clients');
+    for (let i = 101; i < 111; i++) buckets.take(`client-${i}`, 1, 0);
+    assert.equal(buckets.size, 100, 'no eviction until the limit is passed again');
+    // The most recent clients are kept, with what they spent.
+    assert.ok(buckets.waitMs('client-110', 1, 0) > 0, 'client-110 has spent its one token');
+    assert.equal(buckets.waitMs('client-0', 1, 0), 0, 'client-0 was dropped (least recently used): a fresh bucket');
+  });
+
   test('a refused request takes nothing', () => {
     const meter = new RequestMeter({ requests: 2, windowSeconds: 60, perModel: new Map([['m', 1]]) }, { requests: 0, periodSeconds: 60 });
     const principal = anonymousPrincipal('10.0.0.1');

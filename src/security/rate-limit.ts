@@ -41,6 +41,9 @@ interface Bucket {
   capacity: number;
 }
 
+/** The share of the tracking limit an eviction leaves (the rest is room for new keys until the next). */
+const EVICT_TO = 0.9;
+
 /** Token buckets by key, each with a capacity and a refill period. */
 export class TokenBuckets {
   private readonly buckets = new Map<string, Bucket>();
@@ -49,6 +52,11 @@ export class TokenBuckets {
     private readonly windowMs: number,
     private readonly maxTracked = MAX_TRACKED,
   ) {}
+
+  /** Keys tracked now. */
+  get size(): number {
+    return this.buckets.size;
+  }
 
   /** Milliseconds until `key` has a token (0: it has one now). */
   waitMs(key: string, capacity: number, now: number): number {
@@ -70,13 +78,19 @@ export class TokenBuckets {
     return Math.min(capacity, bucket.tokens + ((now - bucket.updatedMs) * capacity) / this.windowMs);
   }
 
+  /**
+   * Over the limit: drop the buckets that are full again (they hold nothing a new one would
+   * not), then the least recently used (Map order is insertion order; take() re-inserts), down
+   * to {@link EVICT_TO} of the limit, so that the next scan is thousands of new keys away and a
+   * stream of new clients costs O(1) each, not a scan of every bucket each.
+   */
   private evict(now: number): void {
     for (const [key, bucket] of this.buckets) {
       if (bucket.tokens + ((now - bucket.updatedMs) * bucket.capacity) / this.windowMs >= bucket.capacity) this.buckets.delete(key);
     }
-    // Still too many: the least recently used go (Map order is insertion order; take() re-inserts).
+    const keep = Math.floor(this.maxTracked * EVICT_TO);
     for (const key of this.buckets.keys()) {
-      if (this.buckets.size <= this.maxTracked) break;
+      if (this.buckets.size <= keep) break;
       this.buckets.delete(key);
     }
   }
@@ -111,9 +125,11 @@ export class QueryBudgets {
     }
     this.windows.set(key, { startMs: now, used: 1 });
     if (this.windows.size > this.maxTracked) {
+      // As TokenBuckets.evict: expired windows, then the oldest, down to EVICT_TO of the limit.
       for (const [k, w] of this.windows) if (now - w.startMs >= this.periodMs) this.windows.delete(k);
+      const keep = Math.floor(this.maxTracked * EVICT_TO);
       for (const k of this.windows.keys()) {
-        if (this.windows.size <= this.maxTracked) break;
+        if (this.windows.size <= keep) break;
         this.windows.delete(k);
       }
     }
