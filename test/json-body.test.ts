@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { JsonNumberArray, tensorDataFromJson } from '../src/core/json-tensor.js';
 import { TesseraError } from '../src/core/errors.js';
-import { parseV2RequestJson } from '../src/protocols/http/v2/json-body.js';
+import { parseV2RequestJson, retainedScratchElements } from '../src/protocols/http/v2/json-body.js';
 import { loadBody, WASM_SCAN_MIN_BYTES } from '../src/protocols/http/v2/number-scanner.js';
 import { mulberry32 as seededRandom } from './support/fixtures.js';
 
@@ -251,4 +251,14 @@ test('the WebAssembly scanner: long runs in several calls, whitespace, and the r
   for (const declined of ['1e5', '2E-1', '0.0000000000000001', '1234567890123456', '0.1234567890123456', '1.1234567890123456', '00', '01', '-', '-.5', '1.', '.5', '1,[2]', '+1', 'x', '-x']) {
     assert.equal(scanOf(declined).count, -1, `${declined} is left to JavaScript`);
   }
+});
+
+test('a body with millions of numbers does not leave its working memory behind for later bodies', () => {
+  const many = `{"inputs":[{"name":"x","datatype":"FP64","shape":[3000000],"data":[${'1,'.repeat(2_999_999)}1]}]}`;
+  const parsed = parseV2RequestJson(Buffer.from(many), 'request') as { inputs: { data: JsonNumberArray }[] };
+  assert.equal(parsed.inputs[0]!.data.values.length, 3_000_000);
+  assert.ok(retainedScratchElements() <= 1 << 20, `${retainedScratchElements()} elements kept`);
+  // And a refused one (trailing garbage after millions of numbers) neither.
+  assert.throws(() => parseV2RequestJson(Buffer.from(`${many}x`), 'request'));
+  assert.ok(retainedScratchElements() <= 1 << 20, `${retainedScratchElements()} elements kept after a refusal`);
 });

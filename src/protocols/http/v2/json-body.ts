@@ -54,6 +54,17 @@ const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
 
 /** Scratch space for numbers while an array is read; grown as needed, copied out exactly. */
 let scratch = new Float64Array(4096);
+/**
+ * Elements of scratch kept from one body to the next (8 MB): a body with more numbers grows it
+ * for its own parse only, or one large request would pin that memory for the process's life
+ * (and could hold resident memory over a load-shedding limit).
+ */
+const SCRATCH_KEPT = 1 << 20;
+
+/** Elements of number scratch space held between bodies (for tests: at most SCRATCH_KEPT). */
+export function retainedScratchElements(): number {
+  return scratch.length;
+}
 
 class V2BodyReader {
   private pos = 0;
@@ -65,6 +76,14 @@ class V2BodyReader {
   constructor(private readonly bytes: Buffer) {}
 
   document(): unknown {
+    try {
+      return this.whole();
+    } finally {
+      if (scratch.length > SCRATCH_KEPT) scratch = new Float64Array(4096);
+    }
+  }
+
+  private whole(): unknown {
     const value = this.value(Place.Root);
     this.skipWhitespace();
     if (this.pos < this.bytes.length) this.fail('unexpected data after the JSON value');
