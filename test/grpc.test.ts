@@ -635,7 +635,13 @@ describe('gRPC inference service', () => {
           watch.on('error', reject);
         });
         const call = extraClient.stream();
-        const result = collect(call);
+        // The server ends the stream (the client never half-closes it): an error status, not OK.
+        const result = new Promise<{ responses: StreamInferResponse[]; code: status }>((resolve) => {
+          const responses: StreamInferResponse[] = [];
+          call.on('data', (response: StreamInferResponse) => responses.push(response));
+          call.on('status', (s: { code: status }) => resolve({ responses, code: s.code }));
+          call.on('error', () => undefined);
+        });
         // The slow model keeps the request running while close() starts; wait until it is.
         call.write({ model_name: 'slow', id: 'in-flight', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] });
         await watching;
@@ -647,8 +653,8 @@ describe('gRPC inference service', () => {
         await closing;
         await watchEnded;
         assert.deepEqual(statuses, ['SERVING', 'NOT_SERVING'], 'Watch is told, then ended');
-        assert.equal(code, status.OK);
-        assert.deepEqual(responses.map((r) => [r.infer_response?.id, r.error_message]), [['in-flight', '']]);
+        assert.equal(code, status.UNAVAILABLE, 'a stream the server ended while the client could still send');
+        assert.deepEqual(responses.map((r) => [r.infer_response?.id, r.error_message]), [['in-flight', '']], 'after answering its request');
         const refused = await grpcError(extraClient.call('ServerLive', {}, { deadline: Date.now() + 2000 }));
         assert.equal(refused.code, status.UNAVAILABLE);
         // The engine is untouched: the main server still serves.

@@ -1,4 +1,5 @@
 import type { ServerDuplexStream, handleBidiStreamingCall } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { TesseraError, toTesseraError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Engine } from '../../engine/engine.js';
@@ -142,7 +143,16 @@ class StreamState {
   private maybeEnd(): void {
     if (this.finished || this.pending > 0 || !(this.halfClosed || this.draining)) return;
     this.finish();
-    this.call.end();
+    if (this.halfClosed) {
+      this.call.end();
+      return;
+    }
+    // Ended by shutdown while the client may still be sending: requests on their way are never
+    // answered, so the status must not say OK. UNAVAILABLE tells the client to retry those.
+    this.call.emit('error', {
+      code: status.UNAVAILABLE,
+      details: 'the server is shutting down: requests sent on this stream that were not answered were not run; retry them on another server',
+    });
   }
 
   private finish(): void {
