@@ -126,6 +126,13 @@ describe('V2 repository API', () => {
     assert.equal((await getJson(`${server.httpUrl}/v2/models/mlp/ready`)).status, 503);
     assert.equal((await postJson(`${base}/mlp/load`, {})).status, 200);
     assert.equal(await servedBy(`${server.httpUrl}/v2/models/mlp/infer`), 1);
+    // A config sent with a load applies to that load; a later load without one uses the model's own again (as in Triton).
+    const configOf = async (): Promise<number> => ((await getJson(`${server.httpUrl}/v2/models/mlp/config`)).body as { max_batch_size: number }).max_batch_size;
+    const ownBatch = await configOf();
+    assert.equal((await postJson(`${base}/mlp/load`, { parameters: { config: JSON.stringify({ max_batch_size: 3 }) } })).status, 200);
+    assert.equal(await configOf(), 3);
+    assert.equal((await postJson(`${base}/mlp/load`, {})).status, 200);
+    assert.equal(await configOf(), ownBatch, 'the override did not stick');
 
     // a model that exists nowhere on disk, sent as files with its config (Triton's load with files)
     const sent = await postJson(`${base}/sent/load`, {

@@ -284,7 +284,12 @@ export class Engine {
     this.assertApiControl('load');
     // The name is part of the directory the files are written to: check it before writing any.
     const dir = options.files === undefined ? options.dir : await writeOverrideFiles(registrableName(name), options.files);
-    return this.registry.load(name, { ...(options.config === undefined ? {} : { config: options.config }), ...(dir === undefined ? {} : { dir }) });
+    return this.registry.load(name, {
+      ...(options.config === undefined ? {} : { config: options.config }),
+      ...(dir === undefined ? {} : { dir }),
+      // Neither a config nor files: the model's own, as in Triton (an earlier override does not stick).
+      ...(options.config === undefined && dir === undefined ? { fromRepository: true } : {}),
+    });
   }
 
   /** Unload a model; its queued and running requests finish first. */

@@ -37,6 +37,11 @@ export interface LoadOptions {
    * again, and a failure already logged is not logged again. Operator loads always retry.
    */
   readonly polled?: boolean;
+  /**
+   * The repository API's load without a config or files: as in Triton, the model loads from
+   * its own directory and config again, whatever an earlier load with a config or files set.
+   */
+  readonly fromRepository?: boolean;
 }
 
 /** What a registration (the management API's `POST /models`) adds. */
@@ -314,6 +319,10 @@ export class ModelRegistry {
       const parsed = modelConfigSchema.safeParse(options.config);
       if (!parsed.success) throw new TesseraError('INVALID_MODEL_CONFIG', `invalid config for model '${record.name}': ${describeIssues(parsed.error)}`);
       record.configOverride = parsed.data;
+    }
+    if (options.fromRepository === true && options.config === undefined && options.dir === undefined) {
+      record.configOverride = undefined;
+      if (record.inRepository) record.dir = join(resolve(this.options.repository), record.name);
     }
     if (options.dir !== undefined) record.dir = options.dir;
     const archive = options.dir === undefined && record.inRepository ? this.archives.get(record.name) : undefined;
