@@ -21,27 +21,14 @@ import { TesseraError } from '../src/core/errors.js';
 import { identityModel, makeTempRepository, writeModel } from './support/fixtures.js';
 import { GraphBuilder } from './support/onnx-builder.js';
 import { writeFakeModel } from './support/server.js';
+import { batchJobOptions, QUIET } from './support/batch.js';
 
 type Row = Record<string, unknown>;
 
-const quiet = { write: () => true };
+const quiet = QUIET;
 
 function options(overrides: Partial<BatchJobOptions> & Pick<BatchJobOptions, 'input' | 'output' | 'model'>): BatchJobOptions {
-  return {
-    repository,
-    features: [],
-    inputColumns: [],
-    passthrough: [],
-    retries: 0,
-    timeoutMs: 10_000,
-    compression: 'snappy',
-    restart: false,
-    overwrite: false,
-    dryRun: false,
-    progress: 'none',
-    logIntervalSeconds: 10,
-    ...overrides,
-  };
+  return batchJobOptions({ repository, timeoutMs: 10_000, ...overrides });
 }
 
 function run(job: BatchJobOptions): Promise<BatchSummary> {

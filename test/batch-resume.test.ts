@@ -16,6 +16,7 @@ import { parquetReadObjects } from 'hyparquet';
 import { ParquetWriter, ByteWriter } from 'hyparquet-writer';
 
 import { runBatchJob } from '../src/batch/job.js';
+import { batchJobOptions, QUIET } from './support/batch.js';
 import { makeTempRepository, mlpBenchModel, mulberry32, writeModel } from './support/fixtures.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -107,28 +108,9 @@ before(async () => {
   input = path.join(work, 'rows.parquet');
   await writeBigInput(input);
   const reference = path.join(work, 'clean.parquet');
-  const quiet = { write: () => true };
   await runBatchJob(
-    {
-      model: 'mlp',
-      input,
-      output: reference,
-      repository,
-      features: ['f0..f63'],
-      inputColumns: [],
-      passthrough: ['id'],
-      batchSize: 128,
-      chunkRows: 4096,
-      retries: 0,
-      timeoutMs: 60_000,
-      compression: 'snappy',
-      restart: false,
-      overwrite: false,
-      dryRun: false,
-      progress: 'none',
-      logIntervalSeconds: 10,
-    },
-    { stdout: quiet, stderr: quiet },
+    batchJobOptions({ model: 'mlp', input, output: reference, repository, features: ['f0..f63'], passthrough: ['id'], batchSize: 128, chunkRows: 4096, timeoutMs: 60_000 }),
+    { stdout: QUIET, stderr: QUIET },
   );
   const rows = await readRows(reference);
   clean = { prediction: Int32Array.from(rows, (row) => row['prediction'] as number), probs0: Float32Array.from(rows, (row) => row['probs_0'] as number) };

@@ -21,6 +21,7 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import * as ort from 'onnxruntime-node';
 
 import { runBatchJob, type BatchJobOptions, type BatchSummary } from '../src/batch/job.js';
+import { batchJobOptions, QUIET } from './support/batch.js';
 import { TesseraError } from '../src/core/errors.js';
 import { addModel, makeTempRepository, mlpBenchModel, mulberry32, writeModel } from './support/fixtures.js';
 import { startTestServer, writeFakeModel } from './support/server.js';
@@ -126,23 +127,10 @@ function assertScored(row: Row, reference: Float32Array, index: number, where: s
   assert.ok(Math.abs((row['confidence'] as number) - reference[index * 10 + best]!) <= 1e-6, `${where}: row ${index} confidence`);
 }
 
-const quiet = { write: () => true };
+const quiet = QUIET;
 
 function options(overrides: Partial<BatchJobOptions> & Pick<BatchJobOptions, 'input' | 'output' | 'repository' | 'model'>): BatchJobOptions {
-  return {
-    features: [],
-    inputColumns: [],
-    passthrough: [],
-    retries: 3,
-    timeoutMs: 30_000,
-    compression: 'snappy',
-    restart: false,
-    overwrite: false,
-    dryRun: false,
-    progress: 'none',
-    logIntervalSeconds: 10,
-    ...overrides,
-  };
+  return batchJobOptions({ retries: 3, ...overrides });
 }
 
 function run(job: BatchJobOptions, stdout: { write: (text: string) => unknown } = quiet): Promise<BatchSummary> {

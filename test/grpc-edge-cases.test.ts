@@ -12,7 +12,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { decodeRaw } from '../src/protocols/grpc/raw.js';
 import type { TesseraServer } from '../src/server/server.js';
 import { makeTempRepository } from './support/fixtures.js';
-import { GrpcTestClient, type InferResponse, type StreamInferResponse } from './support/grpc-client.js';
+import { GrpcTestClient, grpcError, type InferResponse, type StreamInferResponse } from './support/grpc-client.js';
 import { startTestServer, writeFakeModel } from './support/server.js';
 
 /** The gRPC message limit the servers below run with (the smallest allowed is 1024). */
@@ -20,14 +20,6 @@ const LIMIT = 100_000;
 /** FP32 elements whose answer (two copies of the input) is over LIMIT while the request is under it. */
 const BIG = 15_000;
 
-async function grpcError(promise: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ServiceError;
-  }
-  assert.fail('the call succeeded but was expected to fail');
-}
 
 function grpcPort(server: TesseraServer): number {
   assert.ok(server.grpcPort !== undefined, 'the server serves gRPC');

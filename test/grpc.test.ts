@@ -28,6 +28,7 @@ import {
   serializeBytes,
   type InferResponse,
   type StreamInferResponse,
+  grpcError,
 } from './support/grpc-client.js';
 import { fakeModelJson, getJson, postJson, startTestServer, untilHeld } from './support/server.js';
 
@@ -71,15 +72,6 @@ function assertMatchesReference(raw: Buffer | undefined, input: Float32Array): v
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5, `element ${i}: ${got[i]} vs ${want[i]}`);
 }
 
-/** Await a call expected to fail; return its ServiceError. */
-async function grpcError(promise: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ServiceError;
-  }
-  assert.fail('the call succeeded but was expected to fail');
-}
 
 function errorCode(error: ServiceError): string | undefined {
   const value = error.metadata.get('tessera-error-code')[0];

@@ -259,6 +259,12 @@ describe('routing state file', () => {
 
 const silent = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
 
+/** A "random" source that cycles through 0, 0.1, ..., 0.9: splits and samples come out exact. */
+function cyclingRandom(): () => number {
+  let i = 0;
+  return () => (i++ % 10) / 10;
+}
+
 describe('router (fake engine)', () => {
   test('every canary decision is a log line, an event and a counter; promotion pins the default version', async () => {
     const clock = new ManualClock();
@@ -278,10 +284,7 @@ describe('router (fake engine)', () => {
       models: () => ['m'],
       logger: { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') },
       clock,
-      random: (() => {
-        let i = 0;
-        return () => (i++ % 10) / 10;
-      })(),
+      random: cyclingRandom(),
     });
     const dispatch = router.interceptor(async (request: InferenceRequest, target): Promise<InferenceResponse> => {
       const version = target.version ?? defaultVersion;
@@ -324,10 +327,7 @@ describe('router (fake engine)', () => {
       configOf: () => undefined,
       models: () => ['m'],
       clock,
-      random: (() => {
-        let i = 0;
-        return () => (i++ % 10) / 10;
-      })(),
+      random: cyclingRandom(),
     });
     const ran: string[] = [];
     const dispatch = router.interceptor(async (_request: InferenceRequest, target): Promise<InferenceResponse> => {
@@ -369,10 +369,7 @@ describe('router (fake engine)', () => {
         configOf: () => undefined,
         models: () => ['m'],
         clock,
-        random: (() => {
-          let i = 0;
-          return () => (i++ % 10) / 10;
-        })(),
+        random: cyclingRandom(),
       });
       const dispatch = router.interceptor(async (_request: InferenceRequest, target): Promise<InferenceResponse> => {
         const version = target.version ?? '1';

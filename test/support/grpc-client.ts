@@ -197,3 +197,13 @@ export function deserializeBytes(raw: Buffer): Buffer[] {
   }
   return out;
 }
+
+/** Await a call expected to fail; its ServiceError (throws when the call succeeded). */
+export async function grpcError(call: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await call;
+  } catch (error) {
+    return error as ServiceError;
+  }
+  throw new Error('the call succeeded; expected an error');
+}

@@ -187,14 +187,7 @@ export function streamAll(stream: ClientDuplexStream<object, StreamInferResponse
 }
 
 /** A failed call's error, or a failure when it succeeded. */
-export async function grpcError(call: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await call;
-  } catch (error) {
-    return error as ServiceError;
-  }
-  throw new Error('the call succeeded; expected an error');
-}
+export { grpcError } from './grpc-client.js';
 
 // ---------------------------------------------------------------------------
 // Certificates (openssl, at test time)
