@@ -388,11 +388,16 @@ export class Engine {
     this.dispatch = routing.interceptor(this.dispatch);
   }
 
-  /** READY versions of a model (ascending), the version serving requests that name none, and every version it has (any state); undefined for an unknown model. */
-  servingVersions(name: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined; readonly known: readonly string[] } | undefined {
+  /** READY versions of a model (ascending) and the version serving requests that name none; undefined for an unknown model. */
+  servingVersions(name: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined } | undefined {
     const record = this.registry.get(name);
     if (record === undefined) return undefined;
-    return { ready: readyVersions(record), defaultVersion: this.defaultOf(record)?.version, known: [...record.versions.keys()] };
+    return { ready: readyVersions(record), defaultVersion: this.defaultOf(record)?.version };
+  }
+
+  /** Every version a model has, in any state (ascending); none for an unknown model. */
+  versionsOf(name: string): readonly string[] {
+    return [...(this.registry.get(name)?.versions.keys() ?? [])];
   }
 
   /**

@@ -27,11 +27,10 @@ import type { ComparisonResult } from './window.js';
 
 /** What the router needs of the engine (the Engine satisfies it; tests may fake it). */
 export interface RoutingEngine {
-  /**
-   * READY versions (ascending), the engine's default version and every version the model has
-   * in any state (`known`; READY ones when absent); undefined for an unknown model.
-   */
-  servingVersions(model: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined; readonly known?: readonly string[] } | undefined;
+  /** READY versions (ascending) and the engine's default version; undefined for an unknown model. */
+  servingVersions(model: string): { readonly ready: readonly string[]; readonly defaultVersion: string | undefined } | undefined;
+  /** Every version the model has, in any state (absent: only READY ones are known). */
+  versionsOf?(model: string): readonly string[];
   /** Pin the engine's default version (validates that it is READY). */
   setDefaultVersion(model: string, version: string | undefined): void;
   /**
@@ -527,7 +526,9 @@ export class Router implements EngineRouting {
     if (version === undefined) return next(request, target, chose);
     // A version the model does not have (any string a caller names) is the engine's to refuse;
     // it gets no traffic counter or breaker, whose number callers would otherwise set.
-    if (!(serving.known ?? serving.ready).includes(version)) return next(request, decision.version === target.version ? target : { model: target.model, version }, chose);
+    if (!serving.ready.includes(version) && !(this.options.engine.versionsOf?.(target.model) ?? []).includes(version)) {
+      return next(request, decision.version === target.version ? target : { model: target.model, version }, chose);
+    }
     routes.count(routes.traffic, `${version}\u0000${decision.reason}`);
 
     const breaker = this.breakerFor(routes, version);
@@ -828,11 +829,11 @@ export class Router implements EngineRouting {
   }
 
   private requireReady(model: string, version: string): void {
-    const serving = this.options.engine.servingVersions(model);
-    const ready = serving?.ready ?? [];
+    const ready = this.options.engine.servingVersions(model)?.ready ?? [];
     if (ready.includes(version)) return;
-    if (serving?.known !== undefined && !serving.known.includes(version)) {
-      throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${model}' has no version ${version}; its versions are: ${serving.known.join(', ') || 'none'}`);
+    const known = this.options.engine.versionsOf?.(model);
+    if (known !== undefined && !known.includes(version)) {
+      throw new TesseraError('MODEL_VERSION_NOT_FOUND', `model '${model}' has no version ${version}; its versions are: ${known.join(', ') || 'none'}`);
     }
     throw new TesseraError('MODEL_UNAVAILABLE', `model '${model}' version ${version} is not ready; ready versions: ${ready.join(', ') || 'none'}`);
   }
