@@ -346,7 +346,8 @@ export class Scheduler {
           finishedAtMs: epochMs(t3),
           batchRows: totalRows,
         }));
-        this.answer(item, () => item.resolve(wanted));
+        if (this.inOrder === undefined) item.resolve(wanted);
+        else this.answer(item, () => item.resolve(wanted));
       });
     } catch (error) {
       const failure = error instanceof TesseraError ? error : new TesseraError('INFERENCE_FAILED', (error as Error).message, { cause: error });
@@ -362,7 +363,8 @@ export class Scheduler {
       for (const item of batch) {
         item.state = 'done';
         this.options.stats.recordFailure(Number(end - item.enqueuedNs));
-        this.answer(item, () => item.reject(failure));
+        if (this.inOrder === undefined) item.reject(failure);
+        else this.answer(item, () => item.reject(failure));
       }
     }
   }
@@ -381,16 +383,19 @@ export class Scheduler {
       this.droppedInQueue = 0;
     }
     this.options.stats.recordFailure(Number(process.hrtime.bigint() - item.enqueuedNs));
-    this.answer(item, () => item.reject(error));
+    if (this.inOrder === undefined) item.reject(error);
+    else this.answer(item, () => item.reject(error));
     this.checkDrained();
     // The head may have changed: a waiting batch can be ready now.
     queueMicrotask(() => this.pump());
   }
 
-  /** Answer `item` now, or (preserve_ordering) once every request queued before it is answered. */
+  /**
+   * preserve_ordering: answer `item` once every request queued before it is answered (callers
+   * answer at once without it, allocating nothing per request).
+   */
   private answer(item: Pending, settle: () => void): void {
-    const inOrder = this.inOrder;
-    if (inOrder === undefined) return settle();
+    const inOrder = this.inOrder!;
     item.answer = settle;
     for (let head = inOrder.peek(); head?.answer !== undefined; head = inOrder.peek()) {
       inOrder.shift();
