@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -100,6 +100,30 @@ describe('tessera CLI (child process)', () => {
     // Columns line up.
     assert.equal(lines[1]!.indexOf('UNAVAILABLE'), lines[0]!.indexOf('STATE'));
     assert.equal(lines[2]!.indexOf('READY'), lines[0]!.indexOf('STATE'));
+  });
+
+  test("onnxruntime's usage telemetry is off unless ORT_DISABLE_TELEMETRY says otherwise", async () => {
+    // onnxruntime, when its telemetry is on, leaves /tmp/mat-debug-<pid>.log behind for each
+    // process that loads it. With the variable at 0 (the user's choice) it is there, which shows
+    // the check can see it; unset, Tessera turns telemetry off and the file never appears.
+    const traceOf = (pid: number | undefined): string => path.join('/tmp', `mat-debug-${pid}.log`);
+    const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
+    const withoutVariable = childEnv();
+    delete withoutVariable.ORT_DISABLE_TELEMETRY;
+    const run = async (env: NodeJS.ProcessEnv): Promise<{ result: CliResult; trace: string }> => {
+      const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'models', healthy], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      return { result: await finish(child, 20_000), trace: traceOf(child.pid) };
+    };
+    const [chosen, byDefault] = await Promise.all([run({ ...withoutVariable, ORT_DISABLE_TELEMETRY: '0' }), run(withoutVariable)]);
+    try {
+      assert.equal(chosen.result.code, 0, chosen.result.stderr);
+      assert.equal(byDefault.result.code, 0, byDefault.result.stderr);
+      assert.equal(await exists(chosen.trace), true, 'ORT_DISABLE_TELEMETRY=0 leaves onnxruntime telemetry on');
+      assert.equal(await exists(byDefault.trace), false, 'telemetry is off by default');
+    } finally {
+      await rm(chosen.trace, { force: true });
+      await rm(byDefault.trace, { force: true });
+    }
   });
 
   test('models <repo> --json: the repository index; exit code 0 only when all are ready', async () => {

@@ -7,6 +7,18 @@ import type { BackendInstance, ExecutionResult } from '../backend.js';
 import { transferList, type FromWorker, type SessionSettings, type ToWorker, type WireTensor } from './messages.js';
 import { siblingModule, spawnModuleWorker } from './spawn.js';
 
+/**
+ * onnxruntime's own usage telemetry, which it turns on by default: each process that loads it
+ * writes a `/tmp/mat-debug-<pid>.log` and a database under `~/.cache/Microsoft/DeveloperTools`,
+ * and uploads events where it can reach the network. A model server should do neither unasked,
+ * so Tessera turns it off unless `ORT_DISABLE_TELEMETRY` is set (any value: `0` turns it back
+ * on). onnxruntime reads the variable from the process environment when a worker first loads
+ * it; assigning `process.env` on the main thread sets that environment for every thread.
+ */
+export function keepOnnxRuntimeTelemetryOff(): void {
+  if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1';
+}
+
 interface PendingRun {
   readonly resolve: (result: ExecutionResult) => void;
   readonly reject: (error: TesseraError) => void;
@@ -74,6 +86,7 @@ export class SessionInstance implements BackendInstance {
 
   /** A worker with the model loaded in it. */
   private static async spawn(modelPath: string, settings: SessionSettings): Promise<{ worker: Worker; inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] }> {
+    keepOnnxRuntimeTelemetryOff();
     const worker = spawnModuleWorker(siblingModule(import.meta.url, 'session-worker'));
     const loaded = await new Promise<{ inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] }>((resolve, reject) => {
       const onMessage = (message: FromWorker): void => {
