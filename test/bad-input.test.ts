@@ -58,6 +58,13 @@ const CASES: readonly Case[] = [
     status: 400,
     message: /input 'x' is given more than once/,
   },
+  {
+    title: 'FP32 number beyond its range',
+    model: 'mlp',
+    raw: '{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,-1e39,4]}]}',
+    status: 400,
+    message: /^input 'x': element 2: -1e\+39 is outside the FP32 range \(finite values of magnitude up to 3\.4028234663852886e\+38; larger ones would become -Infinity\)$/,
+  },
   { title: 'datatype mismatch', model: 'mlp', body: x([1, 4], FP32_ROW, 'INT32'), status: 400, message: /input 'x': expected datatype FP32, got INT32/ },
   {
     title: 'wrong rank',

@@ -201,7 +201,8 @@ test('packed data becomes the same tensor data as the plain array, with the same
 });
 
 test('an FP32 input whose datatype comes first is read straight to float32, rounded as a Float32Array store rounds', () => {
-  const texts = ['0.1', '-2.5e-3', '3.4028235677973366e38', '1e-46', '16777217', '0.30000001192092896', '-0'];
+  // 3.4028235e38 is past FP32's largest finite value but rounds down to it.
+  const texts = ['0.1', '-2.5e-3', '3.4028235e38', '1e-46', '16777217', '0.30000001192092896', '-0'];
   const expected = Float32Array.from(texts.map((text) => JSON.parse(text) as number));
   const dataOf = (text: string): JsonNumberArray => {
     const data = (parse(text) as { inputs: { data: unknown }[] }).inputs[0]!.data;
@@ -209,6 +210,7 @@ test('an FP32 input whose datatype comes first is read straight to float32, roun
     return data;
   };
   const first = dataOf(`{"inputs":[{"name":"x","datatype":"FP32","shape":[7],"data":[${texts.join(',')}]}]}`);
+  assert.equal(first.values[2], 3.4028234663852886e38);
   assert.ok(first.values instanceof Float32Array, 'datatype before data: float32');
   texts.forEach((text, i) => assert.ok(Object.is(first.values[i], expected[i]), text));
   assert.equal(tensorDataFromJson('FP32', first, "input 'x'"), first.values, 'the tensor data is the parsed array itself, not a copy');
@@ -219,6 +221,29 @@ test('an FP32 input whose datatype comes first is read straight to float32, roun
   const changed = dataOf(`{"inputs":[{"name":"x","datatype":"FP32","data":[${texts.join(',')}],"datatype":"FP64"}]}`);
   assert.ok(changed.values instanceof Float64Array);
   texts.forEach((text, i) => assert.ok(Object.is(changed.values[i], JSON.parse(text)), text));
+});
+
+test('FP32 numbers beyond its range are refused, naming the element and the number sent, wherever datatype stands', () => {
+  // 2^128 - 2^103 is where a float32 store turns to infinity; anything below rounds to the largest finite value.
+  for (const big of ['3.4028235677973366e38', '-1e39', '1.8e308']) {
+    const numbers = ['0.5', '1', big, '2'];
+    for (const body of [
+      `{"inputs":[{"name":"x","datatype":"FP32","shape":[4],"data":[${numbers.join(',')}]}]}`,
+      `{"inputs":[{"name":"x","shape":[2,2],"data":[[${numbers.slice(0, 2).join(',')}],[${numbers.slice(2).join(',')}]],"datatype":"FP32"}]}`,
+    ]) {
+      const data = (parse(body) as { inputs: { data: unknown }[] }).inputs[0]!.data;
+      assert.ok(data instanceof JsonNumberArray);
+      const sent = JSON.parse(big) as number;
+      assert.throws(
+        () => tensorDataFromJson('FP32', data, "input 'x'"),
+        (error: Error) => error.message === `input 'x': element 2: ${sent} is outside the FP32 range (finite values of magnitude up to 3.4028234663852886e+38; larger ones would become ${sent < 0 ? '-' : ''}Infinity)`,
+        body,
+      );
+    }
+  }
+  // Beyond FP32 but not FP64: FP64 keeps it.
+  const wide = (parse('{"inputs":[{"name":"x","datatype":"FP64","data":[1e39]}]}') as { inputs: { data: unknown }[] }).inputs[0]!.data;
+  assert.deepEqual(tensorDataFromJson('FP64', wide, "input 'x'"), new Float64Array([1e39]));
 });
 
 test('the WebAssembly scanner: long runs in several calls, whitespace, and the runs it leaves to JavaScript', () => {

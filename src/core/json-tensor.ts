@@ -187,11 +187,18 @@ function tensorDataFromNumbers(datatype: DataType, values: Float64Array | Float3
   switch (datatype) {
     case 'FP64':
       return values instanceof Float64Array ? values : Float64Array.from(values);
-    case 'FP32':
-      // Not range-checked, unlike the per-element path: V2's parser (v2/json-body.ts) may have
-      // rounded the numbers to float32 already, and V2 JSON keeps storing out-of-range numbers
-      // as ±Infinity here (test/json-body.test.ts pins it).
-      return values instanceof Float32Array ? values : new Float32Array(values); // one native conversion pass
+    case 'FP32': {
+      // One native conversion pass, then one look for infinities: a finite JSON number beyond
+      // FP32's range is refused, as on the per-element path. V2's parser (v2/json-body.ts) hands
+      // over float32 only when none became infinite, else the doubles, so the message can give
+      // the number as sent.
+      const out = values instanceof Float32Array ? values : new Float32Array(values);
+      if (!allFinite(out)) {
+        const i = out.findIndex((value) => !Number.isFinite(value));
+        throw invalid(`${where}: element ${i}: ${floatRangeProblem('FP32', values instanceof Float64Array ? values[i]! : out[i]!)}`);
+      }
+      return out;
+    }
     case 'BYTES':
     case 'BOOL':
     case 'FP16':
@@ -308,7 +315,8 @@ export function nestJsonValues<T>(flat: readonly T[], shape: readonly number[]):
   return build(0, 0);
 }
 
-function allFinite(data: Float32Array): boolean {
+/** Whether every element of `data` is finite (JSON cannot carry NaN or infinities). */
+export function allFinite(data: Float32Array): boolean {
   for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return false;
   return true;
 }

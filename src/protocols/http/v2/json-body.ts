@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { TesseraError } from '../../../core/errors.js';
-import { JsonNumberArray, MAX_JSON_TENSOR_RANK } from '../../../core/json-tensor.js';
+import { allFinite, JsonNumberArray, MAX_JSON_TENSOR_RANK } from '../../../core/json-tensor.js';
 import { loadBody, WASM_SCAN_MAX_BYTES, WASM_SCAN_MIN_BYTES, type LoadedBody } from './number-scanner.js';
 
 /**
@@ -365,7 +365,7 @@ class V2BodyReader {
         if (depth === 0) {
           this.pos = pos;
           // One native pass into the result; float32 conversion rounds as a Float32Array store of the double does.
-          return new JsonNumberArray(float32 ? new Float32Array(values.subarray(0, count)) : values.slice(0, count));
+          return new JsonNumberArray(float32 ? toFloat32OrDoubles(values.subarray(0, count)) : values.slice(0, count));
         }
         counts[depth - 1]!++;
         c = bytes[pos]!;
@@ -490,4 +490,13 @@ class V2BodyReader {
   private fail(reason: string): never {
     throw new JsonSyntaxError(`${reason} at position ${this.pos}`);
   }
+}
+
+/**
+ * `doubles` as float32, or, when one of them is beyond FP32's range (an infinity once stored),
+ * a copy of the doubles: the tensor conversion then refuses the input naming the number sent.
+ */
+function toFloat32OrDoubles(doubles: Float64Array): Float32Array | Float64Array {
+  const narrowed = new Float32Array(doubles);
+  return allFinite(narrowed) ? narrowed : doubles.slice();
 }
