@@ -27,10 +27,9 @@ interface Claims extends JWTPayload {
   models?: string[] | string;
 }
 
-function hs256(claims: Claims, options: { secret?: string; expiresIn?: string | number; issuer?: string; audience?: string; noExp?: boolean } = {}): Promise<string> {
-  let jwt = new SignJWT(claims)
+function hs256(claims: Claims, options: { secret?: string; expiresIn?: string | number; issuer?: string; audience?: string; noExp?: boolean; subject?: unknown } = {}): Promise<string> {
+  let jwt = new SignJWT({ ...claims, sub: options.subject ?? 'alice' } as JWTPayload)
     .setProtectedHeader({ alg: 'HS256' })
-    .setSubject('alice')
     .setIssuedAt()
     .setIssuer(options.issuer ?? ISSUER)
     .setAudience(options.audience ?? AUDIENCE);
@@ -97,6 +96,10 @@ describe('HS256 bearer tokens', () => {
       ['bad signature', await hs256({ scope: 'infer' }, { secret: 'another-secret-of-at-least-32-bytes!!' }), /signature does not verify/],
       ['no exp', await hs256({ scope: 'infer' }, { noExp: true }), /has no 'exp' claim/],
       ['unsigned', unsigned({ scope: 'infer' }), /not a valid JWT|algorithm is not accepted/],
+      // A subject that is not a string would name every such token alike (one rate bucket).
+      ['numeric sub', await hs256({ scope: 'infer' }, { subject: 42 }), /^the bearer token's 'sub' claim must be a non-empty string, got 42$/],
+      ['empty sub', await hs256({ scope: 'infer' }, { subject: '' }), /^the bearer token's 'sub' claim must be a non-empty string, got ""$/],
+      ['object sub', await hs256({ scope: 'infer' }, { subject: { id: 'alice' } }), /got \{"id":"alice"\}$/],
     ];
     for (const [title, token, message] of cases) {
       const answer = await http(infer('alpha'), { headers: bearer(token), body: inferBody() });

@@ -89,7 +89,12 @@ export class JwtVerifier {
     } catch (error) {
       throw new TesseraError('UNAUTHENTICATED', this.describe(error), { cause: error });
     }
-    const subject = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined;
+    // RFC 7519 §4.1.2: `sub` is a string. Any other value (which jose lets through) would put
+    // every such token under one name, and so one rate-limit bucket.
+    if (payload.sub !== undefined && (typeof payload.sub !== 'string' || payload.sub === '')) {
+      throw new TesseraError('UNAUTHENTICATED', `the bearer token's 'sub' claim must be a non-empty string, got ${describeClaim(payload.sub)}`);
+    }
+    const subject = payload.sub;
     const name = subject ?? (typeof payload.iss === 'string' ? `${payload.iss} (no sub)` : 'unnamed');
     return {
       id: `jwt:${name}`,
@@ -156,4 +161,10 @@ function readPublicKey(path: string): KeyObject {
   } catch (error) {
     throw new Error(`${path} is not a PEM public key or certificate: ${(error as Error).message}`);
   }
+}
+
+/** A claim's value for a message: short JSON. */
+function describeClaim(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
