@@ -98,6 +98,8 @@ describe('management API: register and scale', () => {
     assert.deepEqual(answers.map((a) => a.status).sort(), [200, 409, 409, 409], JSON.stringify(answers));
     for (const refused of answers.filter((a) => a.status === 409)) {
       assert.match(String(refused.body['message']), /model 'arch' is already loaded; unregister it first/);
+      assert.equal(refused.body['type'], 'ConflictStatusException', "TorchServe's exception type for a 409");
+      assert.equal(refused.body['code'], 409);
       assert.doesNotMatch(String(refused.body['message']), /extract|ENOTEMPTY/);
     }
     assert.deepEqual((await readdir(repo)).filter((entry) => entry.includes('arch')), ['arch'], 'no staging directory left behind');

@@ -15,6 +15,7 @@ function exceptionType(error: TesseraError, status: number): string {
   if (error.code === 'UNSUPPORTED_MEDIA_TYPE') return 'UnsupportedMediaTypeException';
   if (error.code === 'PAYLOAD_TOO_LARGE') return 'RequestEntityTooLargeException';
   if (error.code === 'DEADLINE_EXCEEDED') return 'RequestTimeoutException';
+  if (status === 409) return 'ConflictStatusException';
   if (status === 503 || status === 429) return 'ServiceUnavailableException';
   if (status >= 500) return 'InternalServerException';
   return 'BadRequestException';
