@@ -89,6 +89,51 @@ describe('LoadShedder', () => {
     shedder.close();
   });
 
+  test('the heap limit judges live objects: garbage made since the last mark-compact is not load', async () => {
+    // A child with room for garbage in its old generation (as the server's headroom leaves):
+    // objects that outlive two scavenges and then die, then as many kept alive.
+    const script = `
+      const { getHeapStatistics } = require('node:v8');
+      (async () => {
+        const { processProbe, LoadShedder } = await import(${JSON.stringify(new URL('../src/security/load-shedding.ts', import.meta.url).pathname)});
+        const probe = processProbe(true);
+        const shedder = new LoadShedder({ maxEventLoopDelayMs: 0, maxRssBytes: 0, maxHeapUsedBytes: 40 * 1048576, sampleIntervalMs: 60000, retryAfterSeconds: 1, probe });
+        const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+        const objects = () => Array.from({ length: 16384 }, (_, j) => ({ j }));
+        globalThis.gc();
+        await settle();
+        let doomed = [];
+        for (let i = 0; i < 120; i++) doomed.push(objects());
+        await settle();
+        doomed = null;
+        await settle();
+        const used = getHeapStatistics().used_heap_size;
+        const garbage = shedder.sampleNow().heapUsedBytes;
+        const shedOnGarbage = shedder.check() !== undefined;
+        const kept = [];
+        for (let i = 0; i < 120; i++) kept.push(objects());
+        globalThis.gc();
+        await settle();
+        const live = shedder.sampleNow().heapUsedBytes;
+        const shedOnLive = shedder.check() !== undefined;
+        console.log(JSON.stringify({ used, garbage, shedOnGarbage, live, shedOnLive, kept: kept.length }));
+        shedder.close();
+      })();`;
+    const { execFile } = await import('node:child_process');
+    const output = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['--import', 'tsx', '--expose-gc', '--initial-old-space-size=1024', '-e', script], { timeout: 60_000 }, (error, stdout, stderr) =>
+        error === null ? resolve(stdout) : reject(new Error(`${error.message}\n${stderr}`)),
+      ),
+    );
+    const result = JSON.parse(output.trim().split('\n').at(-1)!) as { used: number; garbage: number; shedOnGarbage: boolean; live: number; shedOnLive: boolean };
+    const mib = 1048576;
+    assert.ok(result.used > 60 * mib, `the garbage is in the heap: ${result.used} bytes in use`);
+    assert.ok(result.garbage < 30 * mib, `garbage is not counted: ${result.garbage} bytes judged of ${result.used} in use`);
+    assert.equal(result.shedOnGarbage, false, 'no shedding for garbage');
+    assert.ok(result.live > 60 * mib, `live objects are counted after a mark-compact: ${result.live} bytes`);
+    assert.equal(result.shedOnLive, true, 'shedding for live objects over the limit');
+  });
+
   test('health endpoints are exempt, everything else is not', () => {
     const extra = new Set(['/healthz']);
     for (const path of ['/v2/health/live', '/v2/health/ready', '/v2/health/ready?x=1', '/ping', '/metrics', '/healthz', '/v2/models/m/ready', '/v2/models/m/versions/2/ready']) {

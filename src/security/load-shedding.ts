@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { PerformanceObserver, constants as perfConstants, monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { TesseraError } from '../core/errors.js';
 
@@ -25,7 +25,10 @@ export interface LoadSample {
   /** p99 event-loop delay over the window since the previous sample, in milliseconds. */
   readonly eventLoopDelayMs: number;
   readonly rssBytes: number;
-  /** V8 heap in use; 0 when not read (no heap limit configured). */
+  /**
+   * V8 heap held by live objects: the heap in use, but no more than right after the last
+   * mark-compact (garbage made since then is not load); 0 when not read (no heap limit).
+   */
   readonly heapUsedBytes: number;
 }
 
@@ -65,15 +68,52 @@ export interface SheddingStats {
 export function processProbe(readHeap: boolean): LoadProbe {
   const histogram = monitorEventLoopDelay({ resolution: 10 });
   histogram.enable();
+  const liveHeap = readHeap ? new LiveHeap() : undefined;
   return {
     sample: () => {
       // An empty window (no timer tick completed) reads 0.
       const eventLoopDelayMs = histogram.count === 0 ? 0 : histogram.percentile(99) / 1e6;
       histogram.reset();
-      return { eventLoopDelayMs, rssBytes: process.memoryUsage.rss(), heapUsedBytes: readHeap ? getHeapStatistics().used_heap_size : 0 };
+      return { eventLoopDelayMs, rssBytes: process.memoryUsage.rss(), heapUsedBytes: liveHeap?.bytes() ?? 0 };
     },
-    close: () => histogram.disable(),
+    close: () => {
+      histogram.disable();
+      liveHeap?.close();
+    },
   };
+}
+
+/**
+ * The V8 heap held by live objects, as well as it can be known without forcing a collection:
+ * the heap in use, but no more than it was right after the last mark-compact. `used_heap_size`
+ * alone counts garbage too, and the server lets up to its headroom (96 MB, v8-tuning.ts) of it
+ * build up between mark-compacts: a few large refused bodies would read as load and shed for
+ * as long as V8 waits to collect them. Live growth shows at the next mark-compact, which V8
+ * starts before the heap outgrows that headroom.
+ */
+class LiveHeap {
+  private afterMarkCompact: number;
+  private readonly observer: PerformanceObserver;
+
+  constructor() {
+    // Until a mark-compact is seen: the heap at start-up (start-up code and its garbage).
+    this.afterMarkCompact = getHeapStatistics().used_heap_size;
+    this.observer = new PerformanceObserver((list) => {
+      // Delivered after the collection, before much is allocated again.
+      if (list.getEntries().some((entry) => (entry as { detail?: { kind?: number } | null }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR)) {
+        this.afterMarkCompact = getHeapStatistics().used_heap_size;
+      }
+    });
+    this.observer.observe({ entryTypes: ['gc'] });
+  }
+
+  bytes(): number {
+    return Math.min(getHeapStatistics().used_heap_size, this.afterMarkCompact);
+  }
+
+  close(): void {
+    this.observer.disconnect();
+  }
 }
 
 /** True when any limit of `options` is set: only then is a shedder worth running. */
