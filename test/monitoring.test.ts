@@ -297,13 +297,16 @@ describe('monitoring a served model', () => {
     steady: monitoringConfigSchema.parse({ window_rows: 1000, features: FEATURES }),
     boot: monitoringConfigSchema.parse({ window_rows: 500, baseline_requests: 20 }),
     mlp: monitoringConfigSchema.parse({}),
+    timed: monitoringConfigSchema.parse({ window_seconds: 60, window_buckets: 6, min_rows: 100, features: FEATURES }),
   };
+  /** Added to the wall clock the monitoring service reads (time windows). */
+  let clockOffsetMs = 0;
 
   before(async () => {
     repo = await makeTempRepository();
     const baselineCsv = ['a,b,c,d', ...normalRows(5000, 4, 0, 100).map((row) => row.join(','))].join('\n');
     await writeFile(path.join(repo, 'baseline-data.csv'), baselineCsv);
-    for (const name of ['shift', 'steady']) {
+    for (const name of ['shift', 'steady', 'timed']) {
       await writeModel(repo, name, 1, identityModel('FP32', [-1, 4]), { 'config.yaml': IDENTITY_CONFIG });
       await createBaselineFromFile(path.join(repo, 'baseline-data.csv'), path.join(repo, name), { bins: 10 });
     }
@@ -314,6 +317,7 @@ describe('monitoring a served model', () => {
     service = new MonitoringService({
       source: monitoringSourceFromEngine(server.engine, (model) => configs[model]),
       logger: log.logger,
+      now: () => Date.now() + clockOffsetMs,
     });
     exporter = new MetricsExporter(server.engine, { processMetrics: false });
     registerMonitoringMetrics(exporter.registry, service);
@@ -414,6 +418,23 @@ describe('monitoring a served model', () => {
     assert.equal(snapshot.drift.alert, true);
     assert.equal(snapshot.drift.alerts, 2);
     assert.equal(driftWarnings('shift').length, 2);
+  });
+
+  test('a time window that traffic stops filling clears its alert once too few rows are left to judge', async () => {
+    await traffic('timed', 48, 1.5, 6);
+    await service.settled();
+    // The window's current slice is judged when it ends: 10 s later.
+    clockOffsetMs += 11_000;
+    service.refresh();
+    assert.equal(only('timed').drift.alert, true, 'shifted traffic raised the alert');
+    assert.equal(await metric(/^tessera_drift_alert\{model="timed",version="1"\} /), 1);
+    // No traffic for longer than the window: nothing is left in it.
+    clockOffsetMs += 70_000;
+    assert.equal(await metric(/^tessera_drift_alert\{model="timed",version="1"\} /), 0, 'a scrape slides the window and clears the alert');
+    const snapshot = only('timed');
+    assert.equal(snapshot.drift.alert, false);
+    assert.equal(snapshot.drift.alerts, 1);
+    assert.ok(log.lines.some((l) => l.level === 'info' && /input drift cleared: model 'timed' version 1: too little traffic in the last 60 s to judge/.test(l.message ?? '')));
   });
 
   test('without a baseline file, the first baseline_requests requests are the baseline', async () => {

@@ -586,7 +586,20 @@ class VersionMonitor {
       if (value >= this.config.psi_threshold) above++;
       if (worst < 0 || value > (this.psi[worst] as number)) worst = w;
     }
-    if (evaluated === 0) return;
+    if (evaluated === 0) {
+      // A time window that traffic no longer fills holds no evidence either way: the alert
+      // clears rather than stand for data that has slid out (a row window only changes with
+      // traffic, so it never gets here once filled).
+      if (this.alert && window.spec.kind === 'time') {
+        this.alert = false;
+        this.alertSince = undefined;
+        this.logger.info(
+          { model: this.model, version: this.version, window_rows: window.rowCount, min_rows: this.minRows },
+          `input drift cleared: model '${this.model}' version ${this.version}: too little traffic in the last ${window.spec.seconds} s to judge`,
+        );
+      }
+      return;
+    }
     if (!this.alert && above > 0) {
       this.alert = true;
       this.alertSince = now;
