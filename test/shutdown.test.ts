@@ -312,6 +312,31 @@ describe('graceful shutdown of tessera serve', () => {
     await pool.destroy().catch(() => undefined);
   });
 
+  test('requests a client pipelined on one connection are all answered when close() starts, the last with Connection: close', async (t) => {
+    const inProcessRepo = await makeTempRepository('tessera-drain-pipelined-');
+    scratch.push(inProcessRepo);
+    await writeFakeModel(inProcessRepo, 'slow', 1, { ...MODEL, delay_ms: 100 }, 'max_batch_size: 4\ndynamic_batching: false\n');
+    const server = await startTestServer(undefined, inProcessRepo, { grpc: false, management: false, metrics: false });
+    const socket = connect(server.httpPort, '127.0.0.1');
+    await once(socket, 'connect');
+    let received = '';
+    socket.setEncoding('latin1').on('data', (chunk: string) => (received += chunk));
+    socket.on('error', () => undefined);
+    const socketClosed = once(socket, 'close');
+    const request = (i: number): string => {
+      const body = inferBody(i);
+      return `POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    };
+    // Three requests in one write: the server reads all three while the first runs.
+    socket.write(request(1) + request(2) + request(3));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await Promise.all([server.close(), socketClosed]);
+    const heads = [...received.matchAll(/HTTP\/1\.1 [^\r]*\r\n(?:[^\r]+\r\n)*\r\n/g)].map((match) => match[0]);
+    assert.deepEqual(heads.map((head) => head.split('\r\n')[0]), ['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK', 'HTTP/1.1 200 OK'], received);
+    for (const i of [1, 2, 3]) assert.match(received, new RegExp(`"id":"r${i}"`), `request r${i} was answered`);
+    assert.deepEqual(heads.map((head) => /^connection: (.*)$/im.exec(head)?.[1]), ['keep-alive', 'keep-alive', 'close'], 'only the last answer closes the connection');
+  });
+
   test('a client that never finishes its request does not hold shutdown beyond the grace period', async (t) => {
     const inProcessRepo = await makeTempRepository('tessera-drain-slow-');
     scratch.push(inProcessRepo);

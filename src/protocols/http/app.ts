@@ -1,5 +1,5 @@
 import fastifyCompress from '@fastify/compress';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { TesseraError } from '../../core/errors.js';
 import { requestTimeouts } from './timeouts.js';
 import type { Engine } from '../../engine/engine.js';
@@ -17,6 +17,7 @@ import type { InferenceRequest } from '../../core/inference.js';
 import type { LoadShedder } from '../../security/load-shedding.js';
 import { registerLoadShedding } from '../../security/load-shedding-http.js';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { Socket } from 'node:net';
 import { httpRouteContext, installHttpSecurity, type HttpSecurity } from '../../security/http.js';
 import { warmNumberScanner } from './v2/number-scanner.js';
 
@@ -174,18 +175,31 @@ function errorHandler(errors: HttpErrorPolicy) {
 }
 
 /**
- * Once close() starts, every response says `Connection: close`, so a keep-alive connection
- * that was busy when closing began is closed after its response instead of idling until its
- * keep-alive timeout and holding close() up (idle ones are closed by the server at once).
+ * Once close() starts, the last response a keep-alive connection owes says `Connection: close`,
+ * so a connection that was busy when closing began is closed after it instead of idling until
+ * its keep-alive timeout and holding close() up (idle ones are closed by the server at once).
+ * Only the last: Node ends the connection after a `Connection: close` answer, and requests a
+ * client pipelined behind it, already read and running, would never be answered.
  */
 function closeConnectionsWhenClosing(app: FastifyInstance, draining?: () => boolean): void {
   let closing = false;
+  /** Per connection, its requests not yet answered (more than one when the client pipelines). */
+  const unanswered = new WeakMap<Socket, Set<FastifyRequest>>();
   app.addHook('preClose', async () => {
     closing = true;
   });
-  // Callback style: every response passes here, and an async hook costs a promise and a microtask turn.
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing || draining?.() === true) reply.header('connection', 'close');
+  // Callback style: every request passes here, and an async hook costs a promise and a microtask turn.
+  app.addHook('onRequest', (request, _reply, done) => {
+    const socket = request.raw.socket;
+    const pending = unanswered.get(socket);
+    if (pending === undefined) unanswered.set(socket, new Set([request]));
+    else pending.add(request);
+    done();
+  });
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const pending = unanswered.get(request.raw.socket);
+    pending?.delete(request);
+    if ((closing || draining?.() === true) && (pending === undefined || pending.size === 0)) reply.header('connection', 'close');
     done(null, payload);
   });
 }
