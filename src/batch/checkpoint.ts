@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TesseraError } from '../core/errors.js';
+import { CheckpointLock, LOCK_FILE } from './checkpoint-lock.js';
 import type { ColumnSpec } from './columns.js';
 import { syncDirectory, writeFileAtomic } from './output/files.js';
 
@@ -82,7 +83,8 @@ export function fingerprintOf(job: Record<string, unknown>): string {
  * `manifest.json`, rewritten atomically after each chunk. The manifest is the truth: bytes of
  * the partial output past the ones it counts (a crash between an append and the manifest) are
  * cut off and their chunks done again. A rerun of the same job (same fingerprint) carries on
- * from the manifest; a different job refuses to touch it.
+ * from the manifest; a different job refuses to touch it. `lock` keeps a second job off the
+ * output while this one writes it (see checkpoint-lock.ts).
  */
 export class Checkpoint {
   private readonly done = new Map<number, { rows: number; errors: number }>();
@@ -103,6 +105,7 @@ export class Checkpoint {
     /** Whether each done chunk has a saved state (see saveState) that resuming needs. */
     private readonly keepsState: boolean,
     readonly resumed: boolean,
+    private readonly lock: CheckpointLock,
   ) {}
 
   /** The checkpoint directory of an output path. */
@@ -133,7 +136,7 @@ export class Checkpoint {
     const dir = Checkpoint.dirFor(output);
     const fingerprint = fingerprintOf(job);
     await mkdir(dir, { recursive: true });
-    await acquireLock(dir);
+    const lock = await CheckpointLock.acquire(dir);
     try {
       let manifest = await readManifest(dir);
       if (manifest !== undefined && manifest.fingerprint !== fingerprint) {
@@ -149,7 +152,7 @@ export class Checkpoint {
       } else if (manifest !== undefined && options.restart) {
         manifest = undefined;
       }
-      const checkpoint = new Checkpoint(dir, fingerprint, job, chunkRows, columns, extension, options.keepsState, manifest !== undefined);
+      const checkpoint = new Checkpoint(dir, fingerprint, job, chunkRows, columns, extension, options.keepsState, manifest !== undefined, lock);
       if (manifest !== undefined) {
         for (const [index, rows, errors] of manifest.chunks) checkpoint.done.set(index, { rows, errors });
         checkpoint.bytes = manifest.outputBytes;
@@ -160,7 +163,7 @@ export class Checkpoint {
       await checkpoint.save();
       return checkpoint;
     } catch (error) {
-      await unlink(join(dir, 'lock')).catch(() => undefined);
+      await lock.release().catch(() => undefined);
       throw error;
     }
   }
@@ -257,6 +260,7 @@ export class Checkpoint {
   async remove(): Promise<void> {
     await this.writing;
     this.released = true;
+    this.lock.stop();
     await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -265,7 +269,7 @@ export class Checkpoint {
     if (this.released) return;
     this.released = true;
     await this.writing.catch(() => undefined);
-    await unlink(join(this.dir, 'lock')).catch(() => undefined);
+    await this.lock.release();
   }
 
   /**
@@ -327,7 +331,7 @@ export class Checkpoint {
   /** Delete what the manifest does not count: temporary files, states of chunks not done, files of older versions. */
   private async removeStrays(): Promise<void> {
     for (const name of await readdir(this.dir)) {
-      if (name === 'manifest.json' || name === 'lock' || name === basename(this.partialPath)) continue;
+      if (name === 'manifest.json' || name === LOCK_FILE || name === basename(this.partialPath)) continue;
       const state = /^chunk-(\d+)\.json$/.exec(name);
       if (state !== null && this.done.has(Number(state[1]))) continue;
       if (name.endsWith('.tmp') || name.startsWith('part-') || state !== null) await unlink(join(this.dir, name)).catch(() => undefined);
@@ -350,35 +354,5 @@ async function readManifest(dir: string): Promise<Manifest | undefined> {
     return manifest;
   } catch (error) {
     throw new TesseraError('BATCH_CHECKPOINT_CONFLICT', `${join(dir, 'manifest.json')} is not a checkpoint this version understands (${(error as Error).message}); pass --restart to discard it`);
-  }
-}
-
-/** Take `<dir>/lock` for this process; a lock left by a dead process is taken over. */
-async function acquireLock(dir: string): Promise<void> {
-  const path = join(dir, 'lock');
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const handle = await open(path, 'wx');
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
-      throw new TesseraError('BATCH_CHECKPOINT_CONFLICT', `another tessera batch (pid ${holder}) is writing this output (${dir}/lock)`);
-    }
-    await unlink(path).catch(() => undefined);
-  }
-  throw new TesseraError('BATCH_CHECKPOINT_CONFLICT', `cannot take the lock ${path}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
