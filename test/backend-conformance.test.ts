@@ -116,6 +116,39 @@ test('OnnxBackend: an instance whose worker dies is refused as unavailable, then
   assert.deepEqual(activeWorkerHandles(), []);
 });
 
+test("Engine: while one instance's worker is replaced, the model's other instance serves every request", async (t) => {
+  const repo = await makeTempRepository('tessera-one-dead-instance-');
+  t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+  await writeModel(repo, 'pair', 1, identityModel('FP32', [-1, 2]), { 'config.yaml': 'max_batch_size: 4\ninstance_group: [{count: 2}]\n' });
+  const engine = await Engine.start({
+    repository: repo,
+    backends: [new OnnxBackend()],
+    scheduling: { defaultMaxBatchSize: 4, maxQueueSize: 64, retryAfterSeconds: 1, holdUntilQueued: 0 },
+    strictReadiness: true,
+    drainGraceMs: 1_000,
+  });
+  t.after(() => engine.close());
+  const infer = (value: number) =>
+    engine.infer({ model: 'pair', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: Float32Array.from([value, value]) }] }).then(
+      (response) => Array.from(response.outputs[0]!.data as Float32Array)[0],
+      (error: { code?: string }) => error.code,
+    );
+  assert.equal(await infer(1), 1);
+  // Instance 0's worker dies (as an abort or out-of-memory in its thread would end it).
+  const internals = engine as unknown as { registry: { get(name: string): { versions: Map<string, { backendModel: { instances: { worker: { terminate(): Promise<number> }; available(): boolean }[] } }> } } };
+  const instances = internals.registry.get('pair').versions.get('1')!.backendModel.instances;
+  await instances[0]!.worker.terminate();
+  assert.equal(instances[0]!.available(), false);
+  // One after another and several at once: all answered by instance 1, none refused.
+  for (let i = 0; i < 10; i++) assert.equal(await infer(i), i);
+  assert.deepEqual(await Promise.all([20, 21, 22, 23, 24, 25].map(infer)), [20, 21, 22, 23, 24, 25]);
+  // Instance 0 comes back.
+  for (const deadline = Date.now() + 15_000; !instances[0]!.available(); ) {
+    assert.ok(Date.now() < deadline, 'instance 0 was replaced within 15 s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+});
+
 test('OnnxBackend: a failed multi-instance load stops every worker it started', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'tessera-onnx-fail-'));
   t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

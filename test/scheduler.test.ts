@@ -328,6 +328,46 @@ describe('Scheduler', () => {
     assert.equal(other.batches.length, 0);
   });
 
+  test('an instance that is down (its worker being replaced) gets no batches while another is up; with none up, requests fail at once', async () => {
+    /** An instance whose worker died: it refuses every batch, as the ONNX instance does until it is replaced. */
+    const down = {
+      index: 0,
+      up: false,
+      calls: 0,
+      available(): boolean {
+        return this.up;
+      },
+      execute(): Promise<ExecutionResult> {
+        this.calls++;
+        return Promise.reject(new TesseraError('MODEL_UNAVAILABLE', 'model instance 0 is restarting'));
+      },
+    };
+    const up = new ManualInstance(1);
+    const scheduler = makeScheduler(up, { instances: [down, up], policy: { maxBatchSize: 1, preferredBatchSizes: [], maxQueueDelayMs: 0 } });
+    const results = [1, 2, 3].map((v) => scheduler.schedule(request(v)));
+    await tick();
+    // One runs on the instance that is up; the others wait for it rather than fail on the other.
+    assert.equal(up.running, 1);
+    assert.equal(down.calls, 0);
+    for (let i = 0; i < 3; i++) {
+      up.finishOne();
+      await tick();
+    }
+    const answers = await Promise.all(results);
+    assert.deepEqual(answers.map((outputs) => (outputs[0]!.data as Float32Array)[0]), [1, 2, 3]);
+    assert.equal(down.calls, 0, 'the instance that is down ran nothing');
+    // Every instance down: no waiting for one to come back, the request is refused at once.
+    const alone = makeScheduler(down, { instances: [down] });
+    await assert.rejects(alone.schedule(request(9)), { code: 'MODEL_UNAVAILABLE' });
+    assert.equal(down.calls, 1);
+    // Back up: it is used again.
+    down.up = true;
+    await assert.rejects(alone.schedule(request(10)), { code: 'MODEL_UNAVAILABLE' });
+    assert.equal(down.calls, 2);
+    await scheduler.close();
+    await alone.close();
+  });
+
   test('statistics count successes, queue time and batch sizes', async () => {
     const instance = new ManualInstance();
     const stats = new VersionStatistics();

@@ -63,4 +63,9 @@ export interface BackendInstance {
    * 224x224 images is megabytes of external memory.
    */
   inputStaging?(name: string, datatype: NumericDataType, length: number): NumericArray | undefined;
+  /**
+   * False while the instance cannot run batches (its worker died and is being replaced): the
+   * scheduler then gives batches to the model's other instances. Absent: always available.
+   */
+  available?(): boolean;
 }

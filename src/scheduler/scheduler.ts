@@ -240,7 +240,10 @@ export class Scheduler {
         }
         const decision = decideBatch(this.candidates(), this.clock(), this.options.policy);
         if (decision.kind === 'run') {
-          this.dispatch(decision.take);
+          const instance = this.takeInstance();
+          // The free instances are down and a busy one is up: it pumps again when its batch ends.
+          if (instance === undefined) return;
+          this.dispatch(decision.take, instance);
         } else {
           if (decision.kind === 'wait') this.wakeAfter(decision.ms);
           return;
@@ -281,7 +284,26 @@ export class Scheduler {
     this.wakeImmediate = undefined;
   }
 
-  private dispatch(take: number): void {
+  /**
+   * A free instance to run the next batch on: the most recently freed one that is available.
+   * When every free instance is down (its worker is being replaced) but a busy one is up, none:
+   * the batch waits for that one rather than fail on a dead instance. When no instance is up
+   * at all, a down one, which refuses the batch at once (503) rather than keep callers waiting.
+   */
+  private takeInstance(): BackendInstance | undefined {
+    const free = this.free;
+    const last = free.length - 1;
+    const top = free[last]!;
+    if (top.available === undefined || top.available()) return free.pop();
+    for (let at = last - 1; at >= 0; at--) {
+      const instance = free[at]!;
+      if (instance.available === undefined || instance.available()) return free.splice(at, 1)[0];
+    }
+    if (this.options.instances.some((instance) => instance.available === undefined || instance.available())) return undefined;
+    return free.pop();
+  }
+
+  private dispatch(take: number, instance: BackendInstance): void {
     const batch: Pending[] = [];
     for (const item of this.candidates()) {
       batch.push(item);
@@ -295,7 +317,6 @@ export class Scheduler {
     }
     this.queued -= batch.length;
     this.running += batch.length;
-    const instance = this.free.pop()!;
     void this.execute(instance, batch).finally(() => {
       this.running -= batch.length;
       this.free.push(instance);

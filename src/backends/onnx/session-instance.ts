@@ -123,6 +123,11 @@ export class SessionInstance implements BackendInstance {
     return { worker, ...loaded };
   }
 
+  /** False from the worker's death until its replacement has the model loaded (and once closed). */
+  available(): boolean {
+    return !this.exited && this.closing === undefined;
+  }
+
   execute(inputs: readonly Tensor[], outputNames: readonly string[]): Promise<ExecutionResult> {
     if (this.exited || this.closing !== undefined) {
       const state = this.restarting !== undefined && this.closing === undefined ? 'is restarting' : 'is not running';
