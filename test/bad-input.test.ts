@@ -257,6 +257,8 @@ describe('bad input gets a 4xx with a message that says what is wrong', () => {
     await writeModel(repo, 'id_int64', 1, identityModel('INT64', [-1, 2]));
     await writeModel(repo, 'id_bool', 1, identityModel('BOOL', [-1, 2]));
     await writeModel(repo, 'id_bytes', 1, identityModel('BYTES', [-1]));
+    // Requests wait up to 200 ms to be batched together.
+    await writeModel(repo, 'id_bytes_batched', 1, identityModel('BYTES', [-1, 1]), { 'config.yaml': 'max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_microseconds: 200000\n' });
     await writeModel(repo, 'broken', 1, new TextEncoder().encode('garbage, not a model'));
     server = await startTestServer(undefined, repo, { bodyLimitBytes: 64 * 1024 });
   });
@@ -320,6 +322,21 @@ describe('bad input gets a 4xx with a message that says what is wrong', () => {
     const text = await response.text();
     assert.equal(response.status, 400, text);
     assert.match((JSON.parse(text) as { error: string }).error, /^input 'x': element 1 is not valid UTF-8/);
+  });
+
+  test('a BYTES element onnxruntime cannot carry fails its own request, not the requests batched with it', async () => {
+    const send = (text: string) =>
+      fetch(`${server.httpUrl}/v2/models/id_bytes_batched/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'BYTES', shape: [1, 1], data: [text] }] }),
+      }).then(async (response) => ({ status: response.status, body: (await response.json()) as { error?: string; outputs?: { data: string[] }[] } }));
+    const [alice, bad, carol] = await Promise.all([send('alice'), send('bad\u0000byte'), send('carol')]);
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error!, /^input 'x': element 0 contains a NUL byte/);
+    assert.equal(alice.status, 200, JSON.stringify(alice.body));
+    assert.deepEqual(alice.body.outputs![0]!.data, ['alice']);
+    assert.equal(carol.status, 200, JSON.stringify(carol.body));
+    assert.deepEqual(carol.body.outputs![0]!.data, ['carol']);
   });
 
   test('after all of these, the server still answers a good request correctly', async () => {

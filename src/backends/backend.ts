@@ -30,6 +30,12 @@ export interface BackendModel {
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
   readonly instances: readonly BackendInstance[];
+  /**
+   * Refuse (throw INVALID_INPUT_DATA) a request's inputs that the backend cannot run although
+   * they fit the model's signature, before the request is batched with others, so that one
+   * request's bad value fails that request alone. Absent: nothing beyond the signature.
+   */
+  checkInputs?(inputs: readonly Tensor[]): void;
   /** Release every instance; idempotent. Pending executions are rejected. */
   close(): Promise<void>;
 }

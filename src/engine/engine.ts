@@ -550,6 +550,7 @@ export class Engine {
     try {
       for (const check of this.requestChecks) check(tensors);
       validated = validateRequest(tensors, served.signature!, served.label);
+      served.checkInputs(validated.inputs);
     } catch (error) {
       served.stats.recordFailure(Number(process.hrtime.bigint() - started));
       throw error;

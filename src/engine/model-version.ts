@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { DEFAULT_DYNAMIC_BATCHING, instanceCountOf, type DynamicBatchingConfig, type ModelConfigFile } from '../config/model-config.js';
 import { TesseraError, toTesseraError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { Tensor } from '../core/tensor.js';
 import type { VersionState } from '../core/metadata.js';
 import type { Backend, BackendModel } from '../backends/backend.js';
 import { resolveSignature, type ModelSignature } from '../repository/signature.js';
@@ -144,6 +145,11 @@ export class ModelVersion {
   /** QUEUE_FULL when this version is READY and its queue is full; undefined otherwise. */
   queueFullRefusal(): TesseraError | undefined {
     return this.state === 'READY' ? this.scheduler?.fullQueueRefusal() : undefined;
+  }
+
+  /** Refuse inputs of one request that the backend cannot run (see BackendModel.checkInputs). */
+  checkInputs(inputs: readonly Tensor[]): void {
+    this.backendModel?.checkInputs?.(inputs);
   }
 
   /** The scheduler of a READY version; otherwise MODEL_UNAVAILABLE with the state and reason. */

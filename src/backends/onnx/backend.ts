@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TesseraError } from '../../core/errors.js';
 import type { Backend, BackendModel, BackendModelSpec } from '../backend.js';
-import { SessionInstance } from './session-instance.js';
+import { checkStringInputs, SessionInstance } from './session-instance.js';
 import { sessionSettings } from './settings.js';
 
 /**
@@ -32,6 +32,7 @@ export class OnnxBackend implements Backend {
       inputs: first.inputs,
       outputs: first.outputs,
       instances: instances.map(({ instance }) => instance),
+      checkInputs: checkStringInputs,
       close: () => (closing ??= Promise.all(instances.map(({ instance }) => instance.close())).then(() => undefined)),
     };
   }

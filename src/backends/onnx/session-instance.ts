@@ -278,19 +278,31 @@ export class SessionInstance implements BackendInstance {
 }
 
 /** BYTES elements travel as strings (onnxruntime-node's string tensors take JS strings). */
+/**
+ * Refuse BYTES inputs that an onnxruntime string tensor cannot carry as sent. The engine checks
+ * each request with it before batching (BackendModel.checkInputs), so a bad element fails only
+ * its own request; the batch's conversion checks again.
+ */
+export function checkStringInputs(inputs: readonly Tensor[]): void {
+  for (const tensor of inputs) {
+    if (tensor.datatype !== 'BYTES') continue;
+    // onnxruntime-node passes string elements as C strings: a NUL byte would silently cut the
+    // element short, so refuse it instead.
+    const withNul = tensor.data.findIndex((bytes) => bytes.includes(0));
+    if (withNul !== -1) {
+      throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${withNul} contains a NUL byte, which onnxruntime string tensors cannot carry`);
+    }
+    // The elements become JS strings on the way: bytes that are not UTF-8 would be replaced by
+    // U+FFFD, and the model would run on other text than was sent. Refuse them instead.
+    const notText = tensor.data.findIndex((bytes) => !isUtf8(bytes));
+    if (notText !== -1) {
+      throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${notText} is not valid UTF-8; onnxruntime string tensors carry text`);
+    }
+  }
+}
+
 function bytesToWire(tensor: Tensor & { readonly datatype: 'BYTES' }): WireTensor {
-  // onnxruntime-node passes string elements as C strings: a NUL byte would silently cut the
-  // element short, so refuse it instead.
-  const withNul = tensor.data.findIndex((bytes) => bytes.includes(0));
-  if (withNul !== -1) {
-    throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${withNul} contains a NUL byte, which onnxruntime string tensors cannot carry`);
-  }
-  // The elements become JS strings on the way: bytes that are not UTF-8 would be replaced by
-  // U+FFFD, and the model would run on other text than was sent. Refuse them instead.
-  const notText = tensor.data.findIndex((bytes) => !isUtf8(bytes));
-  if (notText !== -1) {
-    throw new TesseraError('INVALID_INPUT_DATA', `input '${tensor.name}': element ${notText} is not valid UTF-8; onnxruntime string tensors carry text`);
-  }
+  checkStringInputs([tensor]);
   return { name: tensor.name, datatype: 'BYTES', shape: tensor.shape, data: tensor.data.map((b) => b.toString('utf8')) };
 }
 
