@@ -6,7 +6,7 @@ import { Engine, type EngineOptions } from '../src/engine/engine.js';
 import { FakeBackend } from '../src/backends/fake/backend.js';
 import { OnnxBackend } from '../src/backends/onnx/backend.js';
 import { makeTempRepository, mlpModel, mlpReference, seededMlpWeights, writeModel } from './support/fixtures.js';
-import { startTestServer } from './support/server.js';
+import { startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 import { GraphBuilder } from './support/onnx-builder.js';
 
 const weightsV1 = seededMlpWeights([4, 8, 3], 1);
@@ -213,6 +213,36 @@ describe('model lifecycle', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     assert.equal(await served(), 2);
+  });
+
+  test('a batch that runs past the drain grace bounds neither a reload, polling of other models, nor shutdown: it fails at the grace', async (t) => {
+    const repo = await makeTempRepository('tessera-grace-bound-');
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const def = (delay: number) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [1], copy_of: 'x' }], delay_ms: delay });
+    // A batch of 'slow' takes 15 s: far past the 300 ms grace.
+    await writeFakeModel(repo, 'aaa_slow', 1, def(15_000), 'warmup: {enabled: false}\n');
+    await writeFakeModel(repo, 'zzz_other', 1, def(0));
+    const server = await startTestServer(undefined, repo, { grpc: false, management: false, metrics: false, shutdownGraceMs: 300, modelControlMode: 'poll', repositoryPollSecs: 0.2 });
+    const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [1] }] });
+    const slow = fetch(`${server.httpUrl}/v2/models/aaa_slow/infer`, { method: 'POST', body }).then(async (response) => ({ status: response.status, text: await response.text() }));
+    await untilHeld(server, 'aaa_slow', 1);
+    // The slow model is reloaded (a config change) and the other model gets a version 2.
+    const started = Date.now();
+    await writeFakeModel(repo, 'aaa_slow', 1, def(15_000), 'warmup: {enabled: false}\nmax_batch_size: 0\n');
+    await writeFakeModel(repo, 'zzz_other', 2, def(0));
+    while (server.engine.servingVersions('zzz_other')?.ready.includes('2') !== true) {
+      assert.ok(Date.now() - started < 5_000, 'version 2 of the other model was picked up within 5 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const answer = await slow;
+    assert.equal(answer.status, 503, answer.text);
+    assert.match(answer.text, /MODEL_UNAVAILABLE|closed while running/);
+    // Shutdown with a batch running is bounded by the grace too.
+    void fetch(`${server.httpUrl}/v2/models/aaa_slow/infer`, { method: 'POST', body }).catch(() => undefined);
+    await untilHeld(server, 'aaa_slow', 1);
+    const closing = Date.now();
+    await server.close();
+    assert.ok(Date.now() - closing < 3_000, `close() took ${Date.now() - closing} ms with a 15 s batch running (grace 300 ms)`);
   });
 
   test("Triton's directory layout loads: a model.onnx directory holding the model.onnx file (and its external data)", async (t) => {

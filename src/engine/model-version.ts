@@ -177,8 +177,10 @@ export class ModelVersion {
   }
 
   /**
-   * Stop serving: queued and running requests finish (up to `graceMs`, then the rest are
-   * refused), then the backend model is released. Idempotent.
+   * Stop serving: queued and running requests finish (up to `graceMs`; then the queued ones are
+   * refused and the backend model is released under the running ones, which fail), then the
+   * backend model is released. Bounded by the grace (and the backend's own close), not by the
+   * slowest batch: a hung inference cannot hold an unload, a reload or shutdown. Idempotent.
    */
   unload(graceMs: number): Promise<void> {
     this.unloading ??= (async () => {
@@ -192,7 +194,12 @@ export class ModelVersion {
         });
         const inTime = await Promise.race([drained, late]);
         clearTimeout(timer);
-        if (!inTime) await scheduler.destroy();
+        if (!inTime) {
+          const refused = scheduler.destroy();
+          // Batches still running fail as their instances close.
+          await this.backendModel?.close();
+          await refused;
+        }
       }
       await this.backendModel?.close();
       this.backendModel = undefined;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { DATA_TYPES, isNumericDataType, type NumericArray } from '../../core/datatype.js';
@@ -55,14 +56,15 @@ export class FakeBackend implements Backend {
         throw new TesseraError('MODEL_LOAD_FAILED', `${spec.modelPath}: output '${output.name}' copies unknown input '${output.copy_of}'`);
       }
     }
-    let closed = false;
-    const instances = Array.from({ length: spec.instanceCount }, (_, index) => new FakeInstance(index, model, () => closed));
+    // Closing ends executions still running (their delay), as an instance whose worker stops would.
+    const closed = new AbortController();
+    const instances = Array.from({ length: spec.instanceCount }, (_, index) => new FakeInstance(index, model, closed.signal));
     return {
       inputs: model.inputs,
       outputs: model.outputs.map(({ name, datatype, shape }) => ({ name, datatype, shape })),
       instances,
       close: async () => {
-        closed = true;
+        closed.abort();
       },
     };
   }
@@ -72,13 +74,17 @@ class FakeInstance implements BackendInstance {
   constructor(
     readonly index: number,
     private readonly model: FakeModel,
-    private readonly isClosed: () => boolean,
+    private readonly closed: AbortSignal,
   ) {}
 
   async execute(inputs: readonly Tensor[], outputNames: readonly string[]): Promise<ExecutionResult> {
-    if (this.isClosed()) throw new TesseraError('MODEL_UNAVAILABLE', `model instance ${this.index} was closed`);
+    if (this.closed.aborted) throw new TesseraError('MODEL_UNAVAILABLE', `model instance ${this.index} was closed`);
     const started = process.hrtime.bigint();
-    if (this.model.delay_ms > 0) await new Promise((resolve) => setTimeout(resolve, this.model.delay_ms));
+    if (this.model.delay_ms > 0) {
+      await sleep(this.model.delay_ms, undefined, { signal: this.closed }).catch(() => {
+        throw new TesseraError('MODEL_UNAVAILABLE', `model instance ${this.index} was closed while running the batch`);
+      });
+    }
     const first = inputs[0];
     if (this.model.fail_on_value !== undefined && first !== undefined && isNumericDataType(first.datatype)) {
       if (Number(first.data[0]) === this.model.fail_on_value) {

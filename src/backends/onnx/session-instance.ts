@@ -19,6 +19,9 @@ export function keepOnnxRuntimeTelemetryOff(): void {
   if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1';
 }
 
+/** How long closing waits for the worker to release its session, and then for its thread to stop. */
+const CLOSE_WAIT_MS = 5_000;
+
 interface PendingRun {
   readonly resolve: (result: ExecutionResult) => void;
   readonly reject: (error: TesseraError) => void;
@@ -210,11 +213,13 @@ export class SessionInstance implements BackendInstance {
         });
         const message: ToWorker = { kind: 'close' };
         this.worker.postMessage(message);
-        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref())]);
       }
       this.exitReason = 'the instance was closed';
-      await this.worker.terminate();
+      // Runs still pending (one stuck in onnxruntime) fail now, not once the thread has exited:
+      // a thread inside a native call only stops when the call returns, if ever.
       this.failPending('the model instance was closed');
+      await Promise.race([this.worker.terminate(), new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref())]);
     })();
     return this.closing;
   }
