@@ -8,6 +8,7 @@ import { OnnxBackend } from '../src/backends/onnx/backend.js';
 import { makeTempRepository, mlpModel, mlpReference, seededMlpWeights, writeModel } from './support/fixtures.js';
 import { startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 import { GraphBuilder } from './support/onnx-builder.js';
+import { GrpcTestClient } from './support/grpc-client.js';
 
 const weightsV1 = seededMlpWeights([4, 8, 3], 1);
 const weightsV2 = seededMlpWeights([4, 8, 3], 2);
@@ -243,6 +244,52 @@ describe('model lifecycle', () => {
     const closing = Date.now();
     await server.close();
     assert.ok(Date.now() - closing < 3_000, `close() took ${Date.now() - closing} ms with a 15 s batch running (grace 300 ms)`);
+  });
+
+  test('answers shaped after inference (classification, labels) come from the version that ran them, even once it is unloaded or reloaded', async (t) => {
+    const repo = await makeTempRepository('tessera-served-facts-');
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const def = { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 3] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 3], copy_of: 'x' }], delay_ms: 150 };
+    await writeFakeModel(repo, 'm', 1, def, 'max_batch_size: 4\nwarmup: {enabled: false}\n');
+    await writeFile(join(repo, 'm', 'labels.txt'), 'old_a\nold_b\nold_c\n');
+    const server = await startTestServer(t, repo, { grpc: true, management: false, metrics: false, modelControlMode: 'explicit', loadModel: ['m'] });
+    const grpc = new GrpcTestClient(server.grpcPort!);
+    t.after(() => grpc.close());
+    const row = [0.1, 0.9, 0.5];
+    const rest = async (): Promise<string> => {
+      const response = await fetch(`${server.httpUrl}/v2/models/m/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: row }], outputs: [{ name: 'y', parameters: { classification: 2 } }] }),
+      });
+      const body = (await response.json()) as { error?: string; outputs?: { data: string[] }[] };
+      return response.status === 200 ? body.outputs![0]!.data.join(' ') : `${response.status} ${body.error}`;
+    };
+    const viaGrpc = async (): Promise<string> => {
+      const answer = await grpc.call<{ raw_output_contents: Buffer[] }>('ModelInfer', {
+        model_name: 'm',
+        inputs: [{ name: 'x', datatype: 'FP32', shape: ['1', '3'], contents: { fp32_contents: row } }],
+        outputs: [{ name: 'y', parameters: { classification: { int64_param: 2 } } }],
+      }).catch((error: { details?: string }) => error.details ?? 'failed');
+      // BYTES elements, each after its 4-byte length.
+      return typeof answer === 'string' ? answer : answer.raw_output_contents[0]!.toString('latin1').replace(/[\x00-\x1f]/g, ' ').trim();
+    };
+    // In flight while version 1 is unloaded: answered in full, with version 1's labels.
+    const inFlight = [rest(), rest(), viaGrpc()];
+    await untilHeld(server, 'm', 3);
+    const unloaded = fetch(`${server.httpUrl}/v2/repository/models/m/unload`, { method: 'POST' });
+    const answers = await Promise.all(inFlight);
+    assert.deepEqual(answers.slice(0, 2), ['0.9:1:old_b 0.5:2:old_c', '0.9:1:old_b 0.5:2:old_c']);
+    assert.match(answers[2]!, /^0\.9:1:old_b\s+0\.5:2:old_c$/);
+    assert.equal((await unloaded).status, 200);
+    // In flight while a reload with new labels warms up and replaces version 1: still version 1's.
+    assert.equal((await fetch(`${server.httpUrl}/v2/repository/models/m/load`, { method: 'POST' })).status, 200);
+    const before = [rest(), rest()];
+    await untilHeld(server, 'm', 2);
+    await writeFile(join(repo, 'm', 'labels.txt'), 'new_a\nnew_b\nnew_c\n');
+    const reloaded = fetch(`${server.httpUrl}/v2/repository/models/m/load`, { method: 'POST' });
+    assert.deepEqual(await Promise.all(before), ['0.9:1:old_b 0.5:2:old_c', '0.9:1:old_b 0.5:2:old_c']);
+    assert.equal((await reloaded).status, 200);
+    assert.equal(await rest(), '0.9:1:new_b 0.5:2:new_c');
   });
 
   test("Triton's directory layout loads: a model.onnx directory holding the model.onnx file (and its external data)", async (t) => {

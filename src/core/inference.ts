@@ -49,4 +49,18 @@ export interface InferenceResponse {
   readonly version: string;
   readonly outputs: readonly Tensor[];
   readonly parameters?: Parameters;
+  /**
+   * What the answering version was loaded with, for protocols that shape an answer after
+   * inference (classification, label maps): by then the version may be unloaded or replaced,
+   * so they must not look the model up again.
+   */
+  readonly served?: ServedVersion;
+}
+
+/** Facts of the model version that answered a request (see InferenceResponse.served). */
+export interface ServedVersion {
+  /** Whether dim 0 of the inputs and outputs is the batch (max_batch_size > 0). */
+  readonly batched: boolean;
+  /** The version's class labels (labels.txt), if it has them. */
+  readonly labels: readonly string[] | undefined;
 }

@@ -510,6 +510,7 @@ export class Engine {
       model: target.model,
       version: served.version,
       outputs,
+      served: served.served,
     };
   }
 

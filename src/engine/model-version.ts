@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { DEFAULT_DYNAMIC_BATCHING, instanceCountOf, type DynamicBatchingConfig, type ModelConfigFile } from '../config/model-config.js';
 import { TesseraError, toTesseraError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { ServedVersion } from '../core/inference.js';
 import type { Tensor } from '../core/tensor.js';
 import type { VersionState } from '../core/metadata.js';
 import type { Backend, BackendModel } from '../backends/backend.js';
@@ -41,6 +42,7 @@ export class ModelVersion {
   /** Why the last attempt to reload this version failed while it kept serving, if it did. */
   reloadFailure = '';
   signature: ModelSignature | undefined;
+  private servedFacts: ServedVersion | undefined;
   readonly stats = new VersionStatistics();
   /** The version's handler and what it knows of the model, when it has one. */
   handler: { readonly kind: HandlerKind; readonly handler: ModelHandler; readonly info: HandlerModelInfo } | undefined;
@@ -62,6 +64,11 @@ export class ModelVersion {
 
   get label(): string {
     return `model '${this.model}' version ${this.version}`;
+  }
+
+  /** What answers of this version carry about it (set once it has loaded; one object for all of them). */
+  get served(): ServedVersion {
+    return (this.servedFacts ??= { batched: (this.signature?.maxBatchSize ?? 0) > 0, labels: this.labels });
   }
 
   get instanceCount(): number {

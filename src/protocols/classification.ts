@@ -1,8 +1,9 @@
 import { TesseraError } from '../core/errors.js';
 import { fromHalfBits, toHalfBits } from '../core/float16.js';
-import type { RequestedOutput } from '../core/inference.js';
+import type { InferenceResponse, RequestedOutput, ServedVersion } from '../core/inference.js';
 import { formatShape } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
+import type { Engine } from '../engine/engine.js';
 
 /**
  * Triton's classification extension (server docs/protocol/extension_classification.md): an
@@ -10,6 +11,14 @@ import type { Tensor } from '../core/tensor.js';
  * highest-valued classes per batch entry, each "<value>:<index>[:<label>]", shape [batch, k]
  * for batching models and [k] otherwise. Nothing here is specific to HTTP: gRPC's V2 can use it.
  */
+
+/**
+ * Whether the answering version batches, and its labels: what the response carries about the
+ * version that ran it (which an unload or a reload may have retired by now), else looked up.
+ */
+export function servedFacts(engine: Pick<Engine, 'modelLabels' | 'modelConfig'>, response: InferenceResponse): ServedVersion {
+  return response.served ?? { labels: engine.modelLabels(response.model), batched: engine.modelConfig(response.model, response.version).max_batch_size > 0 };
+}
 
 /** The `classification` count requested for `output`, or undefined; a bad value answers 400. */
 export function classificationCount(output: RequestedOutput): number | undefined {

@@ -1,7 +1,7 @@
 import { TesseraError } from '../../core/errors.js';
 import type { InferenceRequest, InferenceResponse } from '../../core/inference.js';
 import type { Engine } from '../../engine/engine.js';
-import { classificationCount, classify } from '../classification.js';
+import { classificationCount, classify, servedFacts } from '../classification.js';
 import type { CallScope } from './call-scope.js';
 import { decodeInferRequest } from './infer-request.js';
 import { encodeInferResponse } from './infer-response.js';
@@ -46,8 +46,7 @@ function classificationPlan(request: InferenceRequest): ReadonlyMap<string, numb
 }
 
 function applyClassification(engine: Engine, response: InferenceResponse, plan: ReadonlyMap<string, number>): InferenceResponse {
-  const labels = engine.modelLabels(response.model);
-  const batched = engine.modelConfig(response.model, response.version).max_batch_size > 0;
+  const { labels, batched } = servedFacts(engine, response);
   return {
     ...response,
     outputs: response.outputs.map((output) => {

@@ -50,7 +50,8 @@ export async function predictTabular(
     response = await engine.infer({ ...target, inputs: rows.inputs });
     batch = rows;
   }
-  const labels = engine.modelLabels(model);
+  // The labels of the version that answered (a reload may have changed the model's since).
+  const labels = response.served === undefined ? engine.modelLabels(model) : response.served.labels;
   const only = response.outputs.length === 1 ? response.outputs[0] : undefined;
   if (labels !== undefined && only !== undefined && batch.stacked && only.shape.length === 2 && only.datatype !== 'BYTES') {
     return { version: response.version, json: labelMaps(only, labels) };

@@ -5,7 +5,7 @@ import type { InferenceRequest, InferenceResponse } from '../../../core/inferenc
 import type { Engine } from '../../../engine/engine.js';
 import { describe } from '../../../core/json-tensor.js';
 import { INFERENCE_HEADER, splitRequestBody, type BinaryTail } from './binary.js';
-import { classificationCount, classify } from '../../classification.js';
+import { classificationCount, classify, servedFacts } from '../../classification.js';
 import { decodeInferenceRequest, type RequestTarget } from './decode.js';
 import { encodeWithBinary } from './encode.js';
 
@@ -94,8 +94,7 @@ export function requestFailedInEngine(error: unknown): InferenceRequest | undefi
 /** Replace outputs requested with `classification` by their top-k BYTES tensors. */
 export function applyClassification(engine: Engine, response: InferenceResponse, plan: OutputPlan): InferenceResponse {
   if (plan.classification.size === 0) return response;
-  const labels = engine.modelLabels(response.model);
-  const batched = engine.modelConfig(response.model, response.version).max_batch_size > 0;
+  const { labels, batched } = servedFacts(engine, response);
   const outputs = response.outputs.map((output) => {
     const k = plan.classification.get(output.name);
     return k === undefined ? output : classify(output, k, labels, batched);
