@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import * as tar from 'tar';
 import { packModel } from '../src/repository/archive.js';
 import { makeTempRepository, mlpModel, mlpReference, seededMlpWeights, writeModel } from './support/fixtures.js';
-import { getJson, postJson, startTestServer } from './support/server.js';
+import { getJson, postJson, startTestServer, writeFakeModel } from './support/server.js';
 
 const weightsV1 = seededMlpWeights([4, 8, 3], 1);
 const weightsV2 = seededMlpWeights([4, 8, 3], 2);
@@ -72,6 +72,22 @@ describe('management API', () => {
     const missing = await request(`${admin}/models/nope`, 'GET');
     assert.equal(missing.status, 404);
     assert.equal(missing.body['type'], 'ModelNotFoundException');
+  });
+
+  test('describing a model while it is unloaded answers 200 (the description as it was), never 503', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeFakeModel(repo, 'm', 1, { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 2] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 2], copy_of: 'x' }] }, 'max_batch_size: 4\n');
+    const server = await startTestServer(t, repo, { modelControlMode: 'explicit', loadModel: ['m'] });
+    const statuses = new Map<number, number>();
+    for (let cycle = 0; cycle < 30; cycle++) {
+      const described = Array.from({ length: 8 }, () => fetch(`http://127.0.0.1:${server.managementPort}/models/m`).then((response) => response.status));
+      const unloaded = fetch(`${server.httpUrl}/v2/repository/models/m/unload`, { method: 'POST' });
+      for (const status of await Promise.all(described)) statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      assert.equal((await unloaded).status, 200);
+      assert.equal((await fetch(`${server.httpUrl}/v2/repository/models/m/load`, { method: 'POST' })).status, 200);
+    }
+    assert.deepEqual([...statuses], [[200, 240]]);
   });
 
   test('register from a verified archive; a tampered archive is refused; archives in the repository are served', async (t) => {

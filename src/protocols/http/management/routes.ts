@@ -34,6 +34,8 @@ export function registerManagementRoutes(app: FastifyInstance, options: Manageme
     '/models/:model',
     handle<ModelParams>(async (req) => {
       const [model] = engine.describeModels(req.params.model);
+      // Read before the awaits below: an unload meanwhile must not turn this answer into a 503.
+      const config = model!.versions.some((v) => v.state === 'READY') ? configOrNull(engine, model!.name) : null;
       const versions = await Promise.all(
         model!.versions.map(async (version) => ({
           ...version,
@@ -46,7 +48,7 @@ export function registerManagementRoutes(app: FastifyInstance, options: Manageme
         loaded: model!.loaded,
         defaultVersion: model!.defaultVersion ?? null,
         versions,
-        config: model!.versions.some((v) => v.state === 'READY') ? engine.modelConfig(model!.name) : null,
+        config,
         // Aliases, split, canary and shadow (src/routing); per-version circuit breakers are in versions[].routing.
         ...(model!.routing === undefined ? {} : { routing: model!.routing }),
         // Worker threads share the process: this is the whole server's resident memory.
@@ -120,8 +122,17 @@ function instanceCount(text: string, parameter: string, min: number): number {
   return count;
 }
 
+/** The model's (or version's) config as served, or null when it stops serving (an unload under way). */
+function configOrNull(engine: Engine, model: string, version?: string): ReturnType<Engine['modelConfig']> | null {
+  try {
+    return engine.modelConfig(model, version);
+  } catch {
+    return null;
+  }
+}
+
 async function modelFileBytes(engine: Engine, model: string, version: string, directory: string): Promise<number | null> {
-  const config = engine.describeModels(model)[0]?.versions.some((v) => v.version === version && v.state === 'READY') ? engine.modelConfig(model, version) : undefined;
+  const config = engine.describeModels(model)[0]?.versions.some((v) => v.version === version && v.state === 'READY') ? configOrNull(engine, model, version) : undefined;
   const file = `${directory}/${version}/${config?.default_model_filename ?? 'model.onnx'}`;
   return stat(file).then((info) => info.size, () => null);
 }
