@@ -90,6 +90,33 @@ describe('management API', () => {
     assert.deepEqual([...statuses], [[200, 240]]);
   });
 
+  test('a pinned default version stays pinned through a reload that leaves it out for a while', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    // The versions differ in their input width, so metadata says which version it describes.
+    for (const v of [1, 2, 3]) {
+      await writeFakeModel(repo, 'm', v, { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, v] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, v], copy_of: 'x' }] }, 'max_batch_size: 4\nversion_policy: {all: {}}\n');
+    }
+    const server = await startTestServer(t, repo, { modelControlMode: 'explicit', loadModel: ['m'] });
+    const admin = `http://127.0.0.1:${server.managementPort}`;
+    const views = async (): Promise<string[]> => {
+      const served = await postJson(`${server.httpUrl}/v2/models/m/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [0] }] });
+      const metadata = (await getJson(`${server.httpUrl}/v2/models/m`)).body as { inputs: { shape: number[] }[] };
+      const described = (await getJson(`${admin}/models/m`)).body as { defaultVersion: string };
+      return [served.status === 200 ? (served.body as { model_version: string }).model_version : String(served.status), String(metadata.inputs[0]!.shape[1]), described.defaultVersion];
+    };
+    const pinned = await fetch(`${admin}/models/m/traffic`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ default_version: '1' }) });
+    assert.equal(pinned.status, 200, await pinned.text());
+    assert.deepEqual(await views(), ['1', '1', '1']);
+    // A reload without version 1: the highest serves meanwhile.
+    const without = { parameters: { config: JSON.stringify({ backend: 'fake', max_batch_size: 4, version_policy: { specific: { versions: [2, 3] } } }) } };
+    assert.equal((await postJson(`${server.httpUrl}/v2/repository/models/m/load`, without)).status, 200);
+    assert.deepEqual((await views()).slice(1), ['3', '3']);
+    // Version 1 back: the pin holds again, and the engine and the router agree on it.
+    assert.equal((await postJson(`${server.httpUrl}/v2/repository/models/m/load`, {})).status, 200);
+    assert.deepEqual(await views(), ['1', '1', '1']);
+  });
+
   test('register from a verified archive; a tampered archive is refused; archives in the repository are served', async (t) => {
     const work = await mkdtemp(join(tmpdir(), 'tessera-archive-'));
     const repo = await makeTempRepository();

@@ -416,7 +416,6 @@ export class ModelRegistry {
     const ascending = [...record.versions.entries()].sort(([a], [b]) => Number(a) - Number(b));
     record.versions.clear();
     for (const [version, served] of ascending) record.versions.set(version, served);
-    if (record.defaultVersion !== undefined && record.versions.get(record.defaultVersion)?.state !== 'READY') record.defaultVersion = undefined;
     await Promise.all(retiring.map((version) => this.retire(version)));
     if (failures.length > 0) throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${failures.join('; ')}`);
   }
