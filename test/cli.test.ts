@@ -5,11 +5,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { fromEnvironment, fromFile, resolveServerConfig } from '../src/cli/config-sources.js';
@@ -70,6 +71,51 @@ async function freePort(): Promise<number> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Serving {
+  readonly child: ChildProcess;
+  /** Its output, once it exited. */
+  readonly exited: Promise<CliResult>;
+  /** Base URL of its HTTP listener. */
+  readonly base: string;
+  /** Its first answer from /v2/health/ready. */
+  readonly ready: Response;
+}
+
+/**
+ * `tessera serve` on a free HTTP port (the other listeners on any free port: their defaults may
+ * be in use), once /v2/health/ready answers. Killed when the test ends, if still running.
+ */
+async function serveUntilReady(t: TestContext, args: readonly string[], env: Record<string, string> = {}): Promise<Serving> {
+  const port = await freePort();
+  const others = ['--grpc-port', '0', '--metrics-port', '0', '--management-port', '0'];
+  const child = startCli(['serve', '--http-port', String(port), '--host', '127.0.0.1', ...others, ...args], env);
+  const exited = finish(child, 30_000);
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && child.exitCode === null) {
+    try {
+      return { child, exited, base, ready: await fetch(`${base}/v2/health/ready`) };
+    } catch {
+      await sleep(100);
+    }
+  }
+  const result = await Promise.race([exited, sleep(1_000).then(() => undefined)]);
+  assert.fail(`the server never answered (exit code ${child.exitCode}); stderr: ${result?.stderr ?? ''}`);
+}
+
+/** SIGTERM, then the exit within `withinMs`. */
+async function terminate(serving: Serving, withinMs = 5_000): Promise<CliResult> {
+  serving.child.kill('SIGTERM');
+  const result = await Promise.race([serving.exited, sleep(withinMs).then(() => undefined)]);
+  assert.ok(result !== undefined, `serve did not exit within ${withinMs} ms of SIGTERM`);
+  return result;
+}
+
+const inferBody = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [9, 8, 7, 6] }] });
 
 describe('tessera CLI (child process)', () => {
   let mixed = '';
@@ -183,7 +229,7 @@ describe('tessera CLI (child process)', () => {
       runCli(['serve', '--model-repository', healthy, '--http-port', 'eighty']),
     ]);
     assert.equal(serve.code, 2);
-    assert.match(serve.stderr, /invalid server configuration: httpPort: /);
+    assert.equal(serve.stderr, "tessera: invalid server configuration: --http-port: expected an integer, got 'eighty'\n");
     assert.equal(models.code, 1);
     assert.equal(models.stdout, '');
     assert.equal(models.stderr.trim(), `tessera models: REPOSITORY_UNAVAILABLE: cannot read model repository ${missing}: ENOENT: no such file or directory, scandir '${missing}'`);
@@ -193,42 +239,16 @@ describe('tessera CLI (child process)', () => {
   });
 
   test('serve: answers on the port given, then exits 0 on SIGTERM', async (t) => {
-    const port = await freePort();
-    // The other listeners (gRPC, metrics, management) take any free port: their defaults may be in use.
-    const others = ['--grpc-port', '0', '--metrics-port', '0', '--management-port', '0'];
-    const child = startCli(['serve', '--model-repository', mixed, '--http-port', String(port), '--host', '127.0.0.1', '--strict-readiness', 'false', ...others], {
-      TESSERA_LOG_LEVEL: 'warn',
-    });
-    const exited = finish(child, 30_000);
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    const base = `http://127.0.0.1:${port}`;
-    let ready: Response | undefined;
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && child.exitCode === null) {
-      try {
-        ready = await fetch(`${base}/v2/health/ready`);
-        break;
-      } catch {
-        await sleep(100);
-      }
-    }
-    assert.ok(ready !== undefined, `the server never answered (exit code ${child.exitCode})`);
+    const serving = await serveUntilReady(t, ['--model-repository', mixed, '--strict-readiness', 'false'], { TESSERA_LOG_LEVEL: 'warn' });
     // --strict-readiness false: ready although 'broken' is unavailable.
-    assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { ready: true });
-    const inferred = await fetch(`${base}/v2/models/good/infer`, {
-      method: 'POST',
-      body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [9, 8, 7, 6] }] }),
-    });
+    assert.equal(serving.ready.status, 200);
+    assert.deepEqual(await serving.ready.json(), { ready: true });
+    const inferred = await fetch(`${serving.base}/v2/models/good/infer`, { method: 'POST', body: inferBody });
     assert.equal(inferred.status, 200);
     assert.deepEqual(((await inferred.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data, [9, 8, 7, 6]);
 
     const signalled = performance.now();
-    child.kill('SIGTERM');
-    const result = await Promise.race([exited, sleep(5_000).then(() => undefined)]);
-    assert.ok(result !== undefined, 'serve did not exit within 5 s of SIGTERM');
+    const result = await terminate(serving);
     t.diagnostic(`exited ${(performance.now() - signalled).toFixed(0)} ms after SIGTERM`);
     assert.equal(result.signal, null);
     assert.equal(result.code, 0, `stderr: ${result.stderr}`);
@@ -236,6 +256,91 @@ describe('tessera CLI (child process)', () => {
     assert.doesNotMatch(result.stdout, /"level":30/);
   });
 
+  test('serve --tracing false: serves untraced although TESSERA_TRACING_ENDPOINT is set (docs/tracing.md)', async (t) => {
+    // A collector that takes every export, so shutdown does not wait on retries.
+    const collector = createHttpServer((request, response) => request.resume().on('end', () => response.end()));
+    collector.listen(0, '127.0.0.1');
+    await once(collector, 'listening');
+    t.after(() => collector.close());
+    const endpoint = { TESSERA_TRACING_ENDPOINT: `http://127.0.0.1:${(collector.address() as { port: number }).port}/v1/traces`, TESSERA_LOG_LEVEL: 'warn' };
+    const [off, on] = await Promise.all([
+      serveUntilReady(t, ['--model-repository', healthy, '--tracing', 'false'], endpoint),
+      // The same without the flag: the endpoint turns tracing on, so the check below can see it.
+      serveUntilReady(t, ['--model-repository', healthy], endpoint),
+    ]);
+    const traceparent = async (serving: Serving): Promise<string | null> => {
+      const response = await fetch(`${serving.base}/v2/models/good/infer`, { method: 'POST', body: inferBody });
+      assert.equal(response.status, 200);
+      return response.headers.get('traceparent');
+    };
+    assert.equal(await traceparent(off), null, '--tracing false: no span, so no traceparent');
+    assert.match((await traceparent(on)) ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    for (const result of await Promise.all([terminate(off), terminate(on)])) assert.equal(result.code, 0, result.stderr);
+  });
+
+  test('serve --shutdown-grace-ms 1100000000: SIGTERM still drains and exits 0 (the watchdog timer cannot overflow)', async (t) => {
+    const serving = await serveUntilReady(t, ['--model-repository', healthy, '--shutdown-grace-ms', '1100000000']);
+    const result = await terminate(serving);
+    assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+    assert.doesNotMatch(result.stdout, /shutdown did not finish in time/);
+  });
+
+  test('serve: settings refused at configuration time, one line on stderr naming the setting and value, exit code 2', async () => {
+    const folder = path.join(scratch, 'config-folder');
+    await mkdir(folder, { recursive: true });
+    // Other listeners on free ports: a regression that starts the server must not take the defaults.
+    const base = ['--model-repository', healthy, '--host', '127.0.0.1', '--grpc-port', '0', '--metrics-port', '0', '--management-port', '0'];
+    const cases: [args: string[], env: Record<string, string>, stderr: string | RegExp][] = [
+      [['--http-port', '0x1F90'], {}, "tessera: invalid server configuration: --http-port: expected an integer, got '0x1F90'"],
+      [[], { TESSERA_HTTP_PORT: 'abc', TESSERA_CONFIG: '' }, "tessera: invalid server configuration: TESSERA_HTTP_PORT: expected an integer, got 'abc'"],
+      [['--shutdown-delay-ms', '2147483648'], {}, /^tessera: invalid server configuration: shutdownDelayMs: expected at most 2147483647 ms .*, got 2147483648$/],
+      [['--repository-poll-secs', '3000000'], {}, /^tessera: invalid server configuration: repositoryPollSecs: expected at most 2147483 s .*, got 3000000$/],
+      [['--tracing-endpoint', 'ftp://127.0.0.1/x'], {}, /^tessera: invalid server configuration: tracingEndpoint: expected an http:\/\/ or https:\/\/ URL/],
+      [['--audit-dir', path.join(scratch, 'audit'), '--audit-keep-files', '200000'], {}, /^tessera: invalid server configuration: auditKeepFiles: .*100000$/],
+      [['--config', folder], {}, `tessera: ${folder}: EISDIR: illegal operation on a directory, read`],
+    ];
+    const httpPort = (args: string[], env: Record<string, string>): string[] => (args.includes('--http-port') || 'TESSERA_HTTP_PORT' in env ? [] : ['--http-port', '0']);
+    const results = await Promise.all(cases.map(([args, env]) => runCli(['serve', ...base, ...httpPort(args, env), ...args], env)));
+    for (const [i, result] of results.entries()) {
+      const [args, env, expected] = cases[i]!;
+      const what = JSON.stringify({ args, env });
+      assert.equal(result.code, 2, `${what}: ${result.stderr}`);
+      assert.equal(result.stderr.split('\n').length, 2, `${what}: one line: ${result.stderr}`);
+      if (typeof expected === 'string') assert.equal(result.stderr.trim(), expected, what);
+      else assert.match(result.stderr.trim(), expected, what);
+    }
+  });
+
+  test('serve: a failed start says why in one line on stderr, whatever the log level, exit code 1', async () => {
+    const empty = path.join(scratch, 'empty-repository');
+    await mkdir(empty, { recursive: true });
+    // A port another process holds: the message names the setting that chose it.
+    const holder = createServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    const taken = (holder.address() as { port: number }).port;
+    const listeners = (grpc: string): string[] => ['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', grpc, '--metrics-port', '0', '--management-port', '0'];
+    try {
+      const missing = path.join(scratch, 'no-such-repository');
+      const [portInUse, silentMissing, loggedMissing] = await Promise.all([
+        runCli(['serve', '--model-repository', empty, '--log-level', 'silent', ...listeners(String(taken))]),
+        runCli(['serve', '--model-repository', missing, '--log-level', 'silent', ...listeners('0')]),
+        runCli(['serve', '--model-repository', missing, ...listeners('0')]),
+      ]);
+      assert.equal(portInUse.code, 1);
+      assert.match(portInUse.stderr, new RegExp(`^tessera: --grpc-port ${taken}: address 127\\.0\\.0\\.1:${taken} is in use$`, 'm'));
+      assert.equal(portInUse.stdout, '', 'silent: no log line');
+      assert.equal(silentMissing.code, 1);
+      assert.equal(silentMissing.stderr.trim(), `tessera: cannot read model repository ${missing}: ENOENT: no such file or directory, scandir '${missing}'`);
+      assert.equal(silentMissing.stdout, '');
+      // At other log levels the fatal log line (with the stack) is still written.
+      assert.equal(loggedMissing.code, 1);
+      assert.equal(loggedMissing.stderr.trim(), silentMissing.stderr.trim());
+      assert.match(loggedMissing.stdout, /"level":60.*"msg":"tessera could not start"/);
+    } finally {
+      holder.close();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -312,9 +417,9 @@ describe('resolveServerConfig precedence', () => {
   });
 
   test('invalid values from any source are refused, naming the setting', () => {
-    assert.throws(() => resolveServerConfig({ httpPort: 'eighty' }, {}), /invalid server configuration: httpPort: /);
+    assert.throws(() => resolveServerConfig({ httpPort: 'eighty' }, {}), /invalid server configuration: --http-port: expected an integer, got 'eighty'/);
     assert.throws(() => resolveServerConfig({}, { TESSERA_HTTP_PORT: '70000' }), /httpPort/);
-    assert.throws(() => resolveServerConfig({}, { TESSERA_STRICT_READINESS: 'maybe' }), /strictReadiness/);
+    assert.throws(() => resolveServerConfig({}, { TESSERA_STRICT_READINESS: 'maybe' }), /TESSERA_STRICT_READINESS: expected true or false, got 'maybe'/);
     assert.throws(() => resolveServerConfig({}, { TESSERA_LOG_LEVEL: 'loud' }), /logLevel/);
     assert.throws(() => resolveServerConfig({ config: path.join(dir, 'missing.yaml') }, {}), /ENOENT/);
   });

@@ -164,7 +164,8 @@ describe('platform environment → configuration (src/cli/config-sources.ts)', (
     assert.equal(resolveServerConfig({ defaultModel: 'other' }, env).defaultModel, 'other');
     const off = resolveServerConfig({}, { ...env, TESSERA_SAGEMAKER: 'false', TESSERA_MODEL_REPOSITORY: '/models' });
     assert.equal(off.sagemaker, false);
-    assert.equal(off.httpPort, 9090);
+    // Turned off, the SageMaker variables are ignored: SAGEMAKER_BIND_TO_PORT included.
+    assert.equal(off.httpPort, 8000);
     assert.equal(off.modelRepository, '/models');
   });
 

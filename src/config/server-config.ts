@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { describeIssues } from './model-config.js';
 import { securityConfigShape } from '../security/config.js';
+import { auditLogConfigSchema } from './audit-config.js';
+import { tracingConfigSchema } from './tracing-config.js';
 
 /**
  * The server's configuration: one schema, one defaults table. The CLI merges flags, TESSERA_*
@@ -38,6 +40,22 @@ export const SERVER_DEFAULTS = {
   vertexPredictRoute: '/predict',
 } as const;
 
+/**
+ * The longest delay a Node.js timer holds: 2^31 - 1 ms, about 24.8 days. A longer one fires
+ * after 1 ms, so durations that become timers are capped here.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** A duration in milliseconds that becomes a timer: 0 up to {@link MAX_TIMER_MS}. */
+const timerMs = z
+  .number()
+  .int()
+  .min(0)
+  .max(MAX_TIMER_MS, { error: (issue) => `expected at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest Node.js timer), got ${String(issue.input)}` });
+
+/** The longest repository poll interval, in seconds: the longest timer. */
+const MAX_POLL_SECS = Math.floor(MAX_TIMER_MS / 1000);
+
 /** An HTTP route path: starts with '/', no spaces, no wildcard or query. */
 const routePath = z.string().regex(/^\/[^\s?#*]*$/, "must be a path starting with '/', without spaces, '?', '#' or '*'");
 
@@ -54,18 +72,18 @@ export const serverConfigSchema = z.strictObject({
   /** Status for QUEUE_FULL over HTTP: 503 (Triton's) or 429. */
   queueFullStatus: z.union([z.literal(503), z.literal(429)]).default(503),
   retryAfterSeconds: z.number().int().min(0).default(SERVER_DEFAULTS.retryAfterSeconds),
-  shutdownGraceMs: z.number().int().min(0).default(SERVER_DEFAULTS.shutdownGraceMs),
+  shutdownGraceMs: timerMs.default(SERVER_DEFAULTS.shutdownGraceMs),
   /**
    * After SIGTERM, keep serving (while readiness reports not ready) this long before the
    * listeners close, so load balancers (a Kubernetes Service's endpoints) stop sending first:
    * a preStop-style delay. 0 = close at once. docs/reliability.md.
    */
-  shutdownDelayMs: z.number().int().min(0).default(0),
+  shutdownDelayMs: timerMs.default(0),
   /**
    * Longest time to receive a whole HTTP request, headers and body: slower clients (slowloris)
    * get 408 and the connection is closed. Headers must arrive within min(60 s, this). 0 = no limit.
    */
-  requestTimeoutMs: z.number().int().min(0).default(SERVER_DEFAULTS.requestTimeoutMs),
+  requestTimeoutMs: timerMs.default(SERVER_DEFAULTS.requestTimeoutMs),
   /**
    * Load shedding (src/security/load-shedding.ts, docs/reliability.md): new requests are refused
    * with 503 OVERLOADED + Retry-After while the p99 event-loop delay of the last sample window
@@ -97,18 +115,20 @@ export const serverConfigSchema = z.strictObject({
   monitoring: z.boolean().default(true),
   /** Prediction audit log directory; unset = no audit log. */
   auditDir: z.string().min(1).optional(),
+  // The audit log's and tracing's own schemas (src/config/audit-config.ts, tracing-config.ts)
+  // check these settings: one set of rules, applied when the configuration is read.
   /** Audit sample rate for models whose config has no `audit:` section. */
-  auditSampleRate: z.number().min(0).max(1).default(0),
-  auditMaxFileBytes: z.number().int().min(256).default(64 * 1024 * 1024),
-  auditKeepFiles: z.number().int().min(1).default(10),
+  auditSampleRate: auditLogConfigSchema.shape.sampleRate,
+  auditMaxFileBytes: auditLogConfigSchema.shape.maxFileBytes,
+  auditKeepFiles: auditLogConfigSchema.shape.keepFiles,
   /**
    * OpenTelemetry tracing (OTLP/HTTP); free when off. Unset: on exactly when tracingEndpoint is
    * set; an explicit false keeps it off even then (a flag beats an endpoint from the environment).
    */
   tracing: z.boolean().optional(),
   /** OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; setting it turns tracing on unless tracing is false. */
-  tracingEndpoint: z.string().url().optional(),
-  tracingSampleRatio: z.number().min(0).max(1).default(1),
+  tracingEndpoint: tracingConfigSchema.shape.endpoint,
+  tracingSampleRatio: tracingConfigSchema.shape.sampleRatio,
   /** Prometheus metrics. */
   metrics: z.boolean().default(true),
   /** Port of the metrics listener (Triton's 8002); `metricsOnHttpPort` serves /metrics on the HTTP port instead. */
@@ -118,8 +138,12 @@ export const serverConfigSchema = z.strictObject({
   modelControlMode: z.enum(['none', 'poll', 'explicit']).default('none'),
   /** Explicit mode: models to load at start (`*` = all). */
   loadModel: z.array(z.string().min(1)).default([]),
-  /** Poll mode: seconds between repository scans. */
-  repositoryPollSecs: z.number().min(0.1).default(SERVER_DEFAULTS.repositoryPollSecs),
+  /** Poll mode: seconds between repository scans (at most the longest timer, about 24.8 days). */
+  repositoryPollSecs: z
+    .number()
+    .min(0.1)
+    .max(MAX_POLL_SECS, { error: (issue) => `expected at most ${MAX_POLL_SECS} s (about 24.8 days, the longest Node.js timer), got ${String(issue.input)}` })
+    .default(SERVER_DEFAULTS.repositoryPollSecs),
 
   // HTTP protocols and encodings (src/protocols/http; docs/http-protocols.md).
   /** gzip/deflate responses for clients that accept them. */

@@ -9,7 +9,7 @@ export const tracingConfigSchema = z.strictObject({
    * own default (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, else
    * http://localhost:4318/v1/traces).
    */
-  endpoint: z.url({ protocol: /^https?$/ }).optional(),
+  endpoint: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL, e.g. http://otel-collector:4318/v1/traces' }).optional(),
   /** Extra HTTP headers of export requests (e.g. an API key). */
   headers: z.record(z.string(), z.string()).default({}),
   /** The `service.name` resource attribute. */

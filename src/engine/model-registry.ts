@@ -128,9 +128,12 @@ export class ModelRegistry {
     );
   }
 
-  /** Poll the repository every `intervalMs` (poll mode). */
+  /**
+   * Poll the repository every `intervalMs` (poll mode), at most every 2^31 - 1 ms (about 24.8
+   * days): Node.js fires a longer interval every 1 ms.
+   */
   startPolling(intervalMs: number): void {
-    this.pollTimer = setInterval(() => void this.sync(), intervalMs);
+    this.pollTimer = setInterval(() => void this.sync(), Math.min(intervalMs, 2_147_483_647));
     this.pollTimer.unref();
   }
 
