@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -166,7 +166,8 @@ describe('audit log', () => {
     const audit = auditLog({ models: {} });
     await many(10, (i) => inferIdent(`off-${i}`));
     await audit.close();
-    await assert.rejects(readdir(audit.directory), /ENOENT/);
+    // The directory is created when the log starts (audit-dir.test.ts); no file is.
+    assert.deepEqual(await readdir(audit.directory), []);
     assert.equal(audit.stats().written, 0);
     const byDefault = auditLog({ models: {}, sampleRate: 1 });
     await inferIdent('default-on');
@@ -283,20 +284,19 @@ describe('audit log', () => {
   });
 
   test('an unwritable directory fails no request: errors are counted and logged once', async () => {
-    // A read-only directory; as root (which ignores permissions) a path below a regular file.
-    let directory = path.join(scratch, 'readonly');
-    await mkdir(directory);
+    // The directory is checked when the log starts (audit-dir.test.ts): it stops being writable
+    // afterwards. Read-only; as root (which ignores permissions) replaced by a regular file.
+    const directory = path.join(scratch, 'readonly');
+    const log = captureLogger();
+    const audit = auditLog({ models: { ident: { sample_rate: 1 } }, directory, logger: log.logger, flushIntervalMs: 5, retryAfterErrorMs: 0 });
     await chmod(directory, 0o555);
     try {
       await writeFile(path.join(directory, 'probe'), '');
-      await rm(path.join(directory, 'probe'));
-      await writeFile(path.join(scratch, 'a-file'), '');
-      directory = path.join(scratch, 'a-file', 'audit');
+      await rm(directory, { recursive: true });
+      await writeFile(directory, '');
     } catch {
       // Not writable: as intended.
     }
-    const log = captureLogger();
-    const audit = auditLog({ models: { ident: { sample_rate: 1 } }, directory, logger: log.logger, flushIntervalMs: 5, retryAfterErrorMs: 0 });
     const exporter = new MetricsExporter(server.engine, { processMetrics: false });
     registerAuditMetrics(exporter.registry, audit);
     const started = Date.now();

@@ -356,7 +356,7 @@ describe('operator experience', () => {
     const target = path.join(work, 'cli.jsonl');
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', MAIN, 'batch', 'mlp', '-i', input, '-o', target, '--model-repository', repository, '--features', 'f0..f63', '--passthrough', 'id', '--progress', 'log', '--log-interval', '0.05'],
+      ['--import', 'tsx', MAIN, 'batch', 'mlp', '-i', input, '-o', target, '--model-repository', repository, '--features', 'f0..f63', '--passthrough', 'id', '--progress', 'log', '--log-interval', '0.1'],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';

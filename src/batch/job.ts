@@ -1,6 +1,6 @@
 import { rename, stat, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { TesseraError } from '../core/errors.js';
 import { fromHalfBits } from '../core/float16.js';
 import { formatShape } from '../core/shape.js';
@@ -19,7 +19,7 @@ import { ChunkAssembler, ColumnPool, planOutputs, type OutputPlan } from './outp
 import { syncDirectory } from './output/files.js';
 import type { ParquetCompression } from './output/parquet.js';
 import { createOutputWriter, type EncodedPart, type OutputAssembly, type OutputWriter } from './output/writer.js';
-import { formatBytes, formatCount, formatDuration, Progress, type ProgressMode } from './progress.js';
+import { formatBytes, formatCount, formatDuration, Progress, RowCountEstimate, type ProgressMode } from './progress.js';
 import { RemoteExecutor } from './remote-executor.js';
 
 export const DEFAULT_BATCH_SIZE = 1024;
@@ -151,6 +151,11 @@ async function readLabels(path: string): Promise<string[]> {
  */
 export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promise<BatchSummary> {
   const startedAt = performance.now();
+  // A directory is never replaced by the output (--overwrite included): refused before any row is scored.
+  const existing = await stat(options.output).catch(() => undefined);
+  if (existing?.isDirectory() === true) {
+    throw new TesseraError('INVALID_PARAMETER', `--output ${options.output} is a directory; expected the path of a file to write (e.g. ${join(options.output, 'scored.parquet')})`);
+  }
   const inputFormat = parseFormat(options.inputFormat, options.input, 'input');
   const outputFormat = parseFormat(options.outputFormat, options.output, 'output');
   const wantedBatch = positiveInteger(options.batchSize, '--batch-size');
@@ -163,7 +168,6 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
   }
 
   if (!options.dryRun && !options.overwrite && !(await Checkpoint.exists(options.output))) {
-    const existing = await stat(options.output).catch(() => undefined);
     if (existing !== undefined) {
       throw new TesseraError('INVALID_PARAMETER', `the output ${options.output} already exists; pass --overwrite to replace it`);
     }
@@ -402,6 +406,8 @@ class JobRun {
   private interrupted = false;
   /** Rows the model failed on in a row, with nothing scored in between. */
   private failingStreak = 0;
+  /** The input's row count as the chunks are taken, for the progress of inputs that do not state it. */
+  private readonly rowCount: RowCountEstimate;
 
   constructor(private readonly o: JobRunOptions) {
     this.resumedRows = o.checkpoint.doneRows;
@@ -410,6 +416,7 @@ class JobRun {
     this.errors = o.checkpoint.doneErrors;
     this.limiter = new Limiter(o.concurrency);
     this.packs = packSpecs(o.mapping);
+    this.rowCount = new RowCountEstimate(o.source.byteLength);
   }
 
   get rowsThisRun(): number {
@@ -418,12 +425,13 @@ class JobRun {
 
   async execute(): Promise<'done' | 'interrupted'> {
     const { checkpoint, source, io } = this.o;
+    // Progress counts rows done (scored or failed), never the rows the source has read ahead.
     const progress = new Progress(io.stderr, this.o.progressMode, this.o.logIntervalMs, () => ({
       rowsDone: this.rowsDone,
       rowsThisRun: this.rowsThisRun,
       errors: this.errors,
-      totalRows: source.totalRows,
-      inputFraction: source.byteLength > 0 ? Math.min(1, source.bytesRead() / source.byteLength) : 0,
+      totalRows: source.totalRows ?? this.rowCount.total,
+      estimatedRows: this.rowCount.estimate,
     }));
     const onInterrupt = (): void => {
       if (this.interrupted) return;
@@ -549,6 +557,7 @@ class JobRun {
     ];
     let lastIndex = -1;
     let reachedEnd = true;
+    let rowsRead = 0;
     const stopping = (): boolean => this.interrupted || this.fatal !== undefined;
     const chunks = source.chunks(chunkRows, columns, checkpoint.doneIndices(), { pack, keep });
     try {
@@ -561,8 +570,13 @@ class JobRun {
           break;
         }
         const next = await chunks.next();
-        if (next.done === true) break;
+        if (next.done === true) {
+          this.rowCount.ended(rowsRead);
+          break;
+        }
         const chunk = next.value;
+        rowsRead += chunk.rows;
+        this.rowCount.read(rowsRead, source.bytesRead());
         if (stopping()) {
           reachedEnd = false;
           break;

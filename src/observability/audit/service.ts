@@ -6,7 +6,8 @@ import type { InferenceRequest } from '../../core/inference.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { captureTensors, finishTensor, type AuditTensor, type CapturedTensor } from './capture.js';
 import { auditLogConfigSchema, auditModelConfigSchema, type AuditLogConfig, type AuditLogConfigInput, type AuditModelConfig } from '../../config/audit-config.js';
-import { RotatingJsonlWriter } from './writer.js';
+import { TesseraError } from '../../core/errors.js';
+import { directoryProblem, RotatingJsonlWriter } from './writer.js';
 import { parseTraceparent } from '../tracing/traceparent.js';
 
 /** One line of the audit log. */
@@ -77,6 +78,8 @@ const BATCH = 1000;
  * requestEnd; records go to a bounded in-memory queue that a writer flushes asynchronously to
  * rotating files. A full queue drops records (counted); write errors (read-only directory, full
  * disk) drop the batch, are counted and logged at most once a minute, and never reach callers.
+ * The directory is checked when the log is created (created if missing): one that is not a
+ * directory or not writable fails the construction, and so the server's start-up.
  */
 export class AuditLog {
   private readonly config: AuditLogConfig;
@@ -107,6 +110,15 @@ export class AuditLog {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.defaultModelConfig = auditModelConfigSchema.parse({ sample_rate: this.config.sampleRate });
+    // Checked now, before any event is subscribed to: found at the first record, it would only
+    // be logged while every record is dropped.
+    const problem = directoryProblem(this.config.directory);
+    if (problem !== undefined) {
+      throw new TesseraError(
+        'INVALID_PARAMETER',
+        `auditDir: ${this.config.directory} ${problem}; expected a writable directory for the audit log (created if missing)`,
+      );
+    }
     this.writer = new RotatingJsonlWriter({
       directory: this.config.directory,
       maxFileBytes: this.config.maxFileBytes,

@@ -1,3 +1,4 @@
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -9,6 +10,28 @@ export interface RotatingWriterOptions {
   /** File name prefix (default `tessera-audit`). */
   readonly prefix?: string;
   readonly now?: () => number;
+}
+
+/**
+ * Make sure `directory` can take files: created (with its parents) if missing. Returns why it
+ * cannot (it is not a directory, cannot be created, or is not writable), or undefined when it can.
+ * Synchronous: meant for start-up, before anything is written.
+ */
+export function directoryProblem(directory: string): string | undefined {
+  try {
+    mkdirSync(directory, { recursive: true });
+  } catch (error) {
+    // EEXIST: something other than a directory is there (said below).
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return `cannot be created (${(error as Error).message})`;
+  }
+  const info = statSync(directory);
+  if (!info.isDirectory()) return `is ${info.isFile() ? 'a file' : 'not a directory'}`;
+  try {
+    accessSync(directory, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    return `is not writable (${(error as Error).message})`;
+  }
+  return undefined;
 }
 
 /**
