@@ -57,20 +57,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const logger = options.logger ?? createLogger(config.logLevel);
   // Keys, JWT keys and certificates are read first: a bad one stops the server before anything starts.
   const security = createServerSecurity(config, logger);
-  // Listening before the engine starts, so the loads at start-up are counted too.
   let started: Engine | undefined;
-  const metrics = config.metrics ? new MetricsExporter({ describeModels: () => started?.describeModels() ?? [] }) : undefined;
   const configOf = (model: string) => started?.modelConfigFile(model);
-  const monitoring = config.monitoring
-    ? new MonitoringService({
-        source: {
-          monitoringConfig: (model) => configOf(model)?.monitoring,
-          modelDirectory: (model) => (started?.modelConfigFile(model) === undefined ? undefined : started.describeModels(model)[0]?.directory),
-          modelLabels: (model) => (started?.modelConfigFile(model) === undefined ? undefined : started.modelLabels(model)),
-        },
-        logger,
-      })
-    : undefined;
+  // First of the subscribers: it checks its directory and may refuse to start, before the
+  // others subscribe to anything.
   const audit =
     config.auditDir === undefined
       ? undefined
@@ -82,6 +72,18 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
           modelConfig: (model) => configOf(model)?.audit,
           logger,
         });
+  // Listening before the engine starts, so the loads at start-up are counted too.
+  const metrics = config.metrics ? new MetricsExporter({ describeModels: () => started?.describeModels() ?? [] }) : undefined;
+  const monitoring = config.monitoring
+    ? new MonitoringService({
+        source: {
+          monitoringConfig: (model) => configOf(model)?.monitoring,
+          modelDirectory: (model) => (started?.modelConfigFile(model) === undefined ? undefined : started.describeModels(model)[0]?.directory),
+          modelLabels: (model) => (started?.modelConfigFile(model) === undefined ? undefined : started.modelLabels(model)),
+        },
+        logger,
+      })
+    : undefined;
   const tracing = createTracing({
     enabled: config.tracing ?? config.tracingEndpoint !== undefined,
     ...(config.tracingEndpoint === undefined ? {} : { endpoint: config.tracingEndpoint }),
