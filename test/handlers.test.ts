@@ -575,6 +575,23 @@ describe('custom handlers', () => {
     assert.equal(await (await loadCustomHandler(ts)).postprocess([], info, undefined), 'ts2');
   });
 
+  test('loading again with the handler unchanged reuses its module instead of importing another copy', async () => {
+    // Node keeps every module it imports: a reload (scale, config change) must not add one.
+    const counting = (label: string): string =>
+      `globalThis.__handlerImports = (globalThis.__handlerImports ?? 0) + 1; export const postprocess = () => "${label}";`;
+    const imports = (): number => (globalThis as { __handlerImports?: number }).__handlerImports ?? 0;
+    const dir = await modelDir({ 'handler.mjs': counting('a') });
+    const before = imports();
+    for (let i = 0; i < 5; i++) assert.equal(await (await loadCustomHandler(dir)).postprocess([], info, undefined), 'a');
+    assert.equal(imports() - before, 1, 'imported once for five loads');
+    // Changed contents (even with the same size and modification time): imported again.
+    const stat = await import('node:fs/promises').then((fs) => fs.stat(join(dir, 'handler.mjs')));
+    await writeFile(join(dir, 'handler.mjs'), counting('b'));
+    await utimes(join(dir, 'handler.mjs'), stat.atime, stat.mtime);
+    assert.equal(await (await loadCustomHandler(dir)).postprocess([], info, undefined), 'b');
+    assert.equal(imports() - before, 2);
+  });
+
   test('handler kind resolution', async () => {
     assert.equal(await resolveHandlerKind(undefined, await modelDir({ 'handler.ts': '' })), 'custom');
     assert.equal(await resolveHandlerKind(undefined, await modelDir({})), 'default');

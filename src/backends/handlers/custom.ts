@@ -1,4 +1,5 @@
-import { stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isDataType, isNumericDataType, TYPED_ARRAY } from '../../core/datatype.js';
@@ -47,7 +48,29 @@ async function loadTsImport(file: string): Promise<TsImport> {
   }
 }
 
-/** Import the module afresh (a reload picks up changes to the file itself). */
+/**
+ * Per handler file, the module imported from its current contents (by their hash). Node never
+ * frees a module it has imported, so a reload that finds the file unchanged (a scale, a config
+ * change, an unload and load) takes this one instead of importing it again: only a changed
+ * file costs another module instance.
+ */
+const imported = new Map<string, { readonly stamp: string; readonly namespace: Promise<unknown> }>();
+
+/** The module of `file` as it is now: imported again only when the file has changed. */
+async function importCurrent(file: string): Promise<unknown> {
+  const stamp = createHash('sha256').update(await readFile(file)).digest('hex');
+  const known = imported.get(file);
+  if (known?.stamp === stamp) return known.namespace;
+  const namespace = importFresh(file);
+  imported.set(file, { stamp, namespace });
+  // A failed import is not kept: the next load tries again.
+  namespace.catch(() => {
+    if (imported.get(file)?.namespace === namespace) imported.delete(file);
+  });
+  return namespace;
+}
+
+/** Import the module afresh (a cache-busting query on its URL), so that changes to it are run. */
 async function importFresh(file: string): Promise<unknown> {
   const info = await stat(file);
   const url = `${pathToFileURL(file).href}?v=${Math.trunc(info.mtimeMs)}-${++importCounter}`;
@@ -215,7 +238,7 @@ export async function loadCustomHandler(modelDir: string): Promise<ModelHandler>
   }
   let namespace: unknown;
   try {
-    namespace = await importFresh(file);
+    namespace = await importCurrent(file);
   } catch (error) {
     if (error instanceof TesseraError) throw error;
     throw new TesseraError('MODEL_LOAD_FAILED', `cannot load ${file}: ${messageOf(error)}`, { cause: error });
