@@ -25,6 +25,7 @@
  * which covers the worker threads; target < 1 GiB), whether the target is met, and the load
  * average, since other processes on the machine skew the figures.
  */
+import './lib/onnxruntime-env.js';
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';

@@ -5,6 +5,7 @@
  * 1 (latency) and 64 (overhead-bound throughput), ResNet and OCR at 32 (compute-bound).
  * Prints a small table; run.ts writes it to bench/EXPLORE.md.
  */
+import './lib/onnxruntime-env.js';
 import { runCell, type CellResult, type Timing } from './lib/cells.js';
 import { startServerProcess } from './lib/children.js';
 import { serverModelConfig, type BenchModel, type BenchModelConfig, type ModelFiles } from './lib/models.js';

@@ -9,6 +9,7 @@
  * bench`: it decided the default instance count (docs/architecture.md), and is here to check
  * that decision on another machine.
  */
+import './lib/onnxruntime-env.js';
 import { parseArgs } from 'node:util';
 import { runCell, type CellResult } from './lib/cells.js';
 import { startServerProcess, type ServerProcess } from './lib/children.js';

@@ -33,6 +33,7 @@
  * From bench/run.ts: `runObservability(files, { quick, log })` (servers compiled beforehand by
  * the caller, as run.ts does), `describeObservability(result)` and `observabilityRatio(result)`.
  */
+import './lib/onnxruntime-env.js';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -10,6 +10,7 @@
  * Run alone: node --import tsx bench/overload.ts [--quick] [--log-level silent] [--intra N] [--tsx];
  * `npm run bench` runs it too (server defaults: log level info, intra-op threads = cores).
  */
+import './lib/onnxruntime-env.js';
 import { pathToFileURL } from 'node:url';
 import { buildServerScripts } from './lib/build.js';
 import { startServerProcess, useCompiledServers } from './lib/children.js';

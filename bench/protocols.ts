@@ -26,6 +26,7 @@
  *             (npm run bench:protocols -- --quick)
  * `npm run bench` runs it as its `protocols` part and puts the section in RESULTS.md.
  */
+import './lib/onnxruntime-env.js';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { request } from 'undici';

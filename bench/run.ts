@@ -16,6 +16,7 @@
  * `--explore` runs the server-defaults exploration instead (bench/explore.ts -> EXPLORE.md).
  * See bench/README.md.
  */
+import './lib/onnxruntime-env.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';

@@ -12,6 +12,7 @@
  * drift on a shared machine hits both alike; the verdict compares the medians of the rounds'
  * p50s against the budget (+1 ms) and the exit code says whether it held.
  */
+import './lib/onnxruntime-env.js';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
