@@ -13,7 +13,7 @@ import { extractArchive, inspectArchive } from '../repository/archive.js';
 import { writeOverrideFiles } from '../repository/override-files.js';
 import { isModelName } from '../repository/discovery.js';
 import { configView, type ModelConfigView } from './config-view.js';
-import { ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
+import { checkModelConfig, ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
 import type { ModelVersion, SchedulingDefaults } from './model-version.js';
 import { validateRequest } from './validate.js';
 
@@ -276,17 +276,25 @@ export class Engine {
 
   /**
    * Load or reload a model (repository API / management API). `files` (relative path ->
-   * bytes) replace the model's directory, as Triton's load with files does. Refused in poll
-   * mode, where the repository directory decides what is loaded.
+   * bytes) replace the model's directory, as Triton's load with files does: they are written to
+   * a new directory, which the registry removes once no version loaded from it serves (at once
+   * when the load fails). Refused in poll mode, where the repository directory decides what is
+   * loaded.
    */
   async loadModel(name: string, options: LoadOptions & { readonly files?: ReadonlyMap<string, Buffer> } = {}): Promise<void> {
     this.assertOpen();
     this.assertApiControl('load');
-    // The name is part of the directory the files are written to: check it before writing any.
-    const dir = options.files === undefined ? options.dir : await writeOverrideFiles(registrableName(name), options.files);
+    // The name is part of the directory the files are written to, and a config the load would
+    // refuse refuses it: both are checked before any file is written.
+    if (options.files !== undefined) {
+      registrableName(name);
+      if (options.config !== undefined) checkModelConfig(name, options.config);
+    }
+    const dir = options.files === undefined ? options.dir : await writeOverrideFiles(name, options.files);
     return this.registry.load(name, {
       ...(options.config === undefined ? {} : { config: options.config }),
       ...(dir === undefined ? {} : { dir }),
+      ...(options.files === undefined ? {} : { temporaryDir: true }),
       // Neither a config nor files: the model's own, as in Triton (an earlier override does not stick).
       ...(options.config === undefined && dir === undefined ? { fromRepository: true } : {}),
     });

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { findHandlerFile } from '../backends/handlers/custom.js';
 import { describeIssues, modelConfigSchema, type ModelConfigFile } from '../config/model-config.js';
@@ -8,7 +8,7 @@ import type { RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
 import { discoverModel, isModelName, listModelNames, type DiscoveredModel } from '../repository/discovery.js';
 import { versionFingerprint } from '../repository/fingerprint.js';
-import { listRepositoryArchives, unpackRepositoryArchive, type RepositoryArchive } from '../repository/repository-archives.js';
+import { archiveCopyDir, listRepositoryArchives, removeStaleArchiveCopies, unpackRepositoryArchive, type RepositoryArchive } from '../repository/repository-archives.js';
 import { selectVersions } from '../repository/version-policy.js';
 import { ModelVersion, type SchedulingDefaults } from './model-version.js';
 
@@ -32,6 +32,11 @@ export interface LoadOptions {
   readonly config?: unknown;
   /** Serve the model from this directory instead of `<repository>/<name>`. */
   readonly dir?: string;
+  /**
+   * `dir` was made for this load (files sent with it): the registry removes it once no version
+   * loaded from it serves or drains, or at once when nothing loads from it.
+   */
+  readonly temporaryDir?: boolean;
   /**
    * A load by the repository poll: a version that failed with the same files is not tried
    * again, and a failure already logged is not logged again. Operator loads always retry.
@@ -74,11 +79,23 @@ export interface ModelRecord {
   defaultVersion: string | undefined;
   /** Fingerprints whose load failed, so polling does not retry an unchanged broken file. */
   readonly failedFingerprints: Map<string, string>;
+  /**
+   * Directories made for the model (files sent with a load, unpacked archives), removed once no
+   * version serves or drains from them (see removeUnusedDirs).
+   */
+  readonly madeDirs: Set<string>;
   lock: Promise<void>;
 }
 
 /** How many models load at once at start-up: loads are CPU-heavy (parsing, warm-up). */
 const LOAD_CONCURRENCY = 2;
+
+/** A config sent with a load, checked against the schema: INVALID_MODEL_CONFIG when it is not a valid one. */
+export function checkModelConfig(model: string, config: unknown): ModelConfigFile {
+  const parsed = modelConfigSchema.safeParse(config);
+  if (!parsed.success) throw new TesseraError('INVALID_MODEL_CONFIG', `invalid config for model '${model}': ${describeIssues(parsed.error)}`);
+  return parsed.data;
+}
 
 /**
  * Decides and does model lifecycle: which versions should serve, loading new ones before the
@@ -115,6 +132,11 @@ export class ModelRegistry {
   /** Discover the repository and load what the control mode says to. */
   async initialize(): Promise<void> {
     const names = await this.repositoryNames();
+    // Copies unpacked by an earlier run for archives since rewritten or removed: nothing serves from them.
+    const stale = await removeStaleArchiveCopies(this.options.repository, this.archives.values(), (dir, reason) =>
+      this.options.logger.warn({ dir, reason }, 'cannot remove a stale unpacked model archive'),
+    );
+    if (stale.length > 0) this.options.logger.info({ removed: stale }, 'stale unpacked model archives removed');
     const loadAll = this.options.controlMode !== 'explicit' || this.options.initialModels.includes('*');
     for (const name of names) this.records.set(name, this.newRecord(name, join(resolve(this.options.repository), name), true));
     const toLoad = names.filter((name) => loadAll || this.options.initialModels.includes(name));
@@ -314,15 +336,14 @@ export class ModelRegistry {
     await Promise.all([...this.records.values()].map((record) => record.lock));
     const versions = [...this.records.values()].flatMap((record) => [...record.versions.values()]);
     await Promise.all(versions.map((version) => version.unload(this.options.drainGraceMs)));
+    await Promise.all([...this.records.values()].map((record) => this.removeUnusedDirs(record)));
   }
 
   private async loadLocked(record: ModelRecord, options: LoadOptions & { readonly instances?: number }): Promise<void> {
+    // Before anything can refuse the load: a directory made for it is removed when nothing loads from it.
+    if (options.dir !== undefined && options.temporaryDir === true) record.madeDirs.add(options.dir);
     if (this.closed) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down');
-    if (options.config !== undefined) {
-      const parsed = modelConfigSchema.safeParse(options.config);
-      if (!parsed.success) throw new TesseraError('INVALID_MODEL_CONFIG', `invalid config for model '${record.name}': ${describeIssues(parsed.error)}`);
-      record.configOverride = parsed.data;
-    }
+    if (options.config !== undefined) record.configOverride = checkModelConfig(record.name, options.config);
     if (options.fromRepository === true && options.config === undefined && options.dir === undefined) {
       record.configOverride = undefined;
       if (record.inRepository) record.dir = join(resolve(this.options.repository), record.name);
@@ -338,6 +359,7 @@ export class ModelRegistry {
     if (archive !== undefined) {
       try {
         record.dir = await unpackRepositoryArchive(this.options.repository, archive);
+        record.madeDirs.add(record.dir);
       } catch (error) {
         return fail(`archive ${archive.file} refused: ${(error as Error).message}`);
       }
@@ -458,6 +480,29 @@ export class ModelRegistry {
     this.options.logger.info({ model: record.name }, before === undefined ? 'failed registration forgotten' : 'failed registration rolled back');
   }
 
+  /**
+   * Remove the directories made for `record` (see {@link ModelRecord.madeDirs}) that none of its
+   * versions serves from: run when an operation on the model ends, by which time the versions it
+   * replaced or unloaded have drained (see retire), so nothing reads them any more. The copy of
+   * the archive the repository holds now stays, to load again without unpacking. When the
+   * model's directory goes, it becomes the serving versions' again (files that loaded nothing), or
+   * `<repository>/<name>`.
+   */
+  private async removeUnusedDirs(record: ModelRecord): Promise<void> {
+    if (record.madeDirs.size === 0) return;
+    const used = new Set([...record.versions.values()].filter((version) => version.state !== 'UNAVAILABLE').map((version) => version.dir));
+    const archive = record.inRepository ? this.archives.get(record.name) : undefined;
+    if (archive !== undefined) used.add(archiveCopyDir(this.options.repository, archive));
+    for (const dir of [...record.madeDirs]) {
+      if (used.has(dir)) continue;
+      record.madeDirs.delete(dir);
+      if (record.dir === dir) record.dir = [...used][0] ?? join(resolve(this.options.repository), record.name);
+      await rm(dir, { recursive: true, force: true }).catch((error: unknown) =>
+        this.options.logger.warn({ model: record.name, dir, err: error }, 'cannot remove a model directory no version serves from any more'),
+      );
+    }
+  }
+
   private backendFor(config: ModelConfigFile): Backend | undefined {
     const name = config.backend ?? (config.platform === 'fake' ? 'fake' : undefined);
     return name === undefined ? this.options.backends[0] : this.options.backends.find((backend) => backend.name === name);
@@ -502,13 +547,17 @@ export class ModelRegistry {
       versions: new Map(),
       defaultVersion: undefined,
       failedFingerprints: new Map(),
+      madeDirs: new Set(),
       lock: Promise.resolve(),
     };
   }
 
-  /** Run `task` after every earlier operation on the same model has finished. */
+  /**
+   * Run `task` after every earlier operation on the same model has finished. It ends by removing
+   * the directories it left unused (versions it retired have drained by then).
+   */
   private locked(record: ModelRecord, task: () => Promise<void>): Promise<void> {
-    const run = record.lock.then(task, task);
+    const run = record.lock.then(task, task).finally(() => this.removeUnusedDirs(record));
     record.lock = run.then(
       () => undefined,
       () => undefined,

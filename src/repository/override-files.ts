@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { TesseraError } from '../core/errors.js';
@@ -10,7 +10,9 @@ const MAX_FILES = 256;
 /**
  * Write model files sent with a load request (Triton's `file:<path>` parameters, e.g.
  * `file:1/model.onnx`) into a fresh directory that then serves as the model's directory.
- * Paths must stay inside it: absolute paths and `..` are refused.
+ * Paths must stay inside it: absolute paths and `..` are refused. The caller owns the
+ * directory and removes it once no version loaded from it serves (see ModelRegistry); when
+ * writing fails, it is removed here.
  */
 export async function writeOverrideFiles(model: string, files: ReadonlyMap<string, Buffer>): Promise<string> {
   if (files.size > MAX_FILES) throw new TesseraError('INVALID_PARAMETER', `a load request may carry at most ${MAX_FILES} files, got ${files.size}`);
@@ -24,10 +26,15 @@ export async function writeOverrideFiles(model: string, files: ReadonlyMap<strin
   const root = join(tmpdir(), 'tessera-model-overrides');
   await mkdir(root, { recursive: true });
   const dir = await mkdtemp(join(root, `${model}-`));
-  for (const [path, data] of files) {
-    const target = join(dir, normalize(path));
-    await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, data);
+  try {
+    for (const [path, data] of files) {
+      const target = join(dir, normalize(path));
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, data);
+    }
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
   }
   return dir;
 }
