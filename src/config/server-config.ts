@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_TIMER_MS } from '../core/timers.js';
 import { describeIssues } from './model-config.js';
 import { securityConfigShape } from '../security/config.js';
 import { auditLogConfigSchema } from './audit-config.js';
@@ -40,11 +41,7 @@ export const SERVER_DEFAULTS = {
   vertexPredictRoute: '/predict',
 } as const;
 
-/**
- * The longest delay a Node.js timer holds: 2^31 - 1 ms, about 24.8 days. A longer one fires
- * after 1 ms, so durations that become timers are capped here.
- */
-export const MAX_TIMER_MS = 2_147_483_647;
+export { MAX_TIMER_MS };
 
 /** A duration in milliseconds that becomes a timer: 0 up to {@link MAX_TIMER_MS}. */
 const timerMs = z

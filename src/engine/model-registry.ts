@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { findHandlerFile } from '../backends/handlers/custom.js';
 import { describeIssues, modelConfigSchema, type ModelConfigFile } from '../config/model-config.js';
 import { TesseraError } from '../core/errors.js';
+import { MAX_TIMER_MS } from '../core/timers.js';
 import type { Logger } from '../core/logger.js';
 import type { RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
@@ -155,7 +156,7 @@ export class ModelRegistry {
    * days): Node.js fires a longer interval every 1 ms.
    */
   startPolling(intervalMs: number): void {
-    this.pollTimer = setInterval(() => void this.sync(), Math.min(intervalMs, 2_147_483_647));
+    this.pollTimer = setInterval(() => void this.sync(), Math.min(intervalMs, MAX_TIMER_MS));
     this.pollTimer.unref();
   }
 

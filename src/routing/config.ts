@@ -1,9 +1,11 @@
 import { z } from 'zod';
+import { MAX_TIMER_MS } from '../core/timers.js';
 
 /**
  * The `routing:` section of a model's config (docs/rollouts.md), and the shapes the management
- * API accepts for the same settings at run time. This module imports nothing of the project
- * (src/config/model-config.ts embeds the schema), so it can sit below the config layer.
+ * API accepts for the same settings at run time. This module imports nothing of the project but
+ * core/timers.ts, a leaf (src/config/model-config.ts embeds the schema), so it can sit below the
+ * config layer.
  */
 
 /** Alias names: a letter first, so an alias never reads as a version number. */
@@ -52,17 +54,14 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
-/** The longest duration a timer holds (2^31 - 1 ms, 24.8 days); Node fires a longer one at once. */
-const MAX_DURATION_MS = 2 ** 31 - 1;
-
 const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
     ctx.addIssue({ code: 'custom', message: `'${value}' is not a duration (e.g. 250ms, 60s, 2m, or milliseconds)` });
     return z.NEVER;
   }
-  if (ms > MAX_DURATION_MS) {
-    ctx.addIssue({ code: 'custom', message: `'${value}' is longer than the 24.8 days (${MAX_DURATION_MS} ms) a duration may be` });
+  if (ms > MAX_TIMER_MS) {
+    ctx.addIssue({ code: 'custom', message: `'${value}' is longer than the 24.8 days (${MAX_TIMER_MS} ms) a duration may be` });
     return z.NEVER;
   }
   return ms;

@@ -8,6 +8,7 @@ import { decideBatch, type BatchCandidate, type BatchingPolicy } from './batchin
 import { RingQueue } from './ring-queue.js';
 import type { VersionStatistics } from './stats.js';
 import { channels, publish } from '../core/events.js';
+import { MAX_TIMER_MS } from '../core/timers.js';
 import type { CancelSignal } from '../core/cancel.js';
 
 export interface SchedulerOptions {
@@ -65,9 +66,6 @@ export interface ScheduledRequest {
 }
 
 type PendingState = 'queued' | 'running' | 'done';
-
-/** The longest delay a Node.js timer takes (2^31 - 1 ms); longer ones fire at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Dropped requests that may wait in the queues before they are cleared out (see drop). */
 const COMPACT_AFTER_DROPS = 64;
