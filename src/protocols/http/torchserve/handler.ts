@@ -7,6 +7,7 @@ import { jsonOfPayload, isV2Request, type Payload } from '../payload.js';
 import { outputRows, predictionsOf, type RowInputs } from '../rows.js';
 import { rowsValue, tabularInputs } from '../tabular.js';
 import { decodeInferenceRequest } from '../v2/decode.js';
+import { servedFacts } from '../../classification.js';
 
 /**
  * TorchServe's default handler, for tabular/JSON models: the body (or each multipart part) is
@@ -51,7 +52,7 @@ export async function predictTabular(
     batch = rows;
   }
   // The labels of the version that answered (a reload may have changed the model's since).
-  const labels = response.served === undefined ? engine.modelLabels(model) : response.served.labels;
+  const { labels } = servedFacts(engine, response);
   const only = response.outputs.length === 1 ? response.outputs[0] : undefined;
   if (labels !== undefined && only !== undefined && batch.stacked && only.shape.length === 2 && only.datatype !== 'BYTES') {
     return { version: response.version, json: labelMaps(only, labels) };
