@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -149,27 +149,28 @@ describe('tessera CLI (child process)', () => {
   });
 
   test("onnxruntime's usage telemetry is off unless ORT_DISABLE_TELEMETRY says otherwise", async () => {
-    // onnxruntime, when its telemetry is on, leaves /tmp/mat-debug-<pid>.log behind for each
-    // process that loads it. With the variable at 0 (the user's choice) it is there, which shows
-    // the check can see it; unset, Tessera turns telemetry off and the file never appears.
-    const traceOf = (pid: number | undefined): string => path.join('/tmp', `mat-debug-${pid}.log`);
-    const exists = (file: string): Promise<boolean> => stat(file).then(() => true, () => false);
+    // onnxruntime, when its telemetry is on, leaves mat-debug-<pid>.log in $TMPDIR (or /tmp) for
+    // each process that loads it. Each child gets a TMPDIR of its own, so the check does not
+    // depend on where the test runner's temporary files go. With the variable at 0 (the user's
+    // choice) the trace is there, which shows the check can see it; unset, Tessera turns telemetry
+    // off and no trace appears.
     const withoutVariable = childEnv();
     delete withoutVariable.ORT_DISABLE_TELEMETRY;
-    const run = async (env: NodeJS.ProcessEnv): Promise<{ result: CliResult; trace: string }> => {
-      const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'models', healthy], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      return { result: await finish(child, 20_000), trace: traceOf(child.pid) };
+    const run = async (name: string, env: NodeJS.ProcessEnv): Promise<{ result: CliResult; traces: string[] }> => {
+      const tmp = path.join(scratch, name);
+      await mkdir(tmp);
+      const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'models', healthy], { cwd: ROOT, env: { ...env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const result = await finish(child, 20_000);
+      return { result, traces: (await readdir(tmp)).filter((file) => /^mat-debug-\d+\.log$/.test(file)) };
     };
-    const [chosen, byDefault] = await Promise.all([run({ ...withoutVariable, ORT_DISABLE_TELEMETRY: '0' }), run(withoutVariable)]);
-    try {
-      assert.equal(chosen.result.code, 0, chosen.result.stderr);
-      assert.equal(byDefault.result.code, 0, byDefault.result.stderr);
-      assert.equal(await exists(chosen.trace), true, 'ORT_DISABLE_TELEMETRY=0 leaves onnxruntime telemetry on');
-      assert.equal(await exists(byDefault.trace), false, 'telemetry is off by default');
-    } finally {
-      await rm(chosen.trace, { force: true });
-      await rm(byDefault.trace, { force: true });
-    }
+    const [chosen, byDefault] = await Promise.all([
+      run('telemetry-chosen', { ...withoutVariable, ORT_DISABLE_TELEMETRY: '0' }),
+      run('telemetry-default', withoutVariable),
+    ]);
+    assert.equal(chosen.result.code, 0, chosen.result.stderr);
+    assert.equal(byDefault.result.code, 0, byDefault.result.stderr);
+    assert.notDeepEqual(chosen.traces, [], 'ORT_DISABLE_TELEMETRY=0 leaves onnxruntime telemetry on');
+    assert.deepEqual(byDefault.traces, [], 'telemetry is off by default');
   });
 
   test('models <repo> --json: the repository index; exit code 0 only when all are ready', async () => {
