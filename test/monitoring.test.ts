@@ -32,7 +32,7 @@ import {
 import type { TesseraServer } from '../src/server/server.js';
 import { defaultMlpWeights, identityModel, makeTempRepository, mlpModel, mlpReference, mulberry32, writeModel } from './support/fixtures.js';
 import { GrpcTestClient } from './support/grpc-client.js';
-import { startTestServer, writeFakeModel } from './support/server.js';
+import { startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -543,5 +543,47 @@ describe('classifier outputs with non-finite scores', () => {
     const sum = Number(/^tessera_prediction_confidence_sum\{model="cls",version="1"\} (\S+)$/m.exec(metrics)?.[1]);
     assert.ok(Math.abs(sum - 1.6) < 1e-6, `confidence sum ${sum}`);
     assert.match(metrics, /^tessera_prediction_confidence_count\{model="cls",version="1"\} 2$/m);
+  });
+});
+
+describe('monitoring across a reload', () => {
+  test("a copy a reload replaced, unloading once it drained, leaves the new copy's monitoring alone", async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const definition = (delayMs: number) => ({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 3] }],
+      outputs: [{ name: 'p', datatype: 'FP32', shape: [-1, 3], copy_of: 'x' }],
+      delay_ms: delayMs,
+    });
+    const config = 'max_batch_size: 8\nmonitoring:\n  task: classifier\n  baseline_requests: 1\n';
+    await writeFakeModel(repo, 'cls', 1, definition(600), config);
+    const server = await startTestServer(t, repo);
+    const send = async (values: number[]): Promise<void> => {
+      const response = await fetch(`${server.httpUrl}/v2/models/cls/infer`, {
+        method: 'POST',
+        body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: values }] }),
+      });
+      assert.equal(response.status, 200, await response.text());
+    };
+    const rows = async (): Promise<number> => {
+      const snapshot = (await (await fetch(`${server.httpUrl}/v2/models/cls/monitoring`)).json()) as { versions: { outputs: { rows: number }[] }[] };
+      return snapshot.versions[0]?.outputs[0]?.rows ?? 0;
+    };
+    // The old copy holds a request while a reload (a changed file) replaces it.
+    const held = send([0.1, 0.2, 0.7]);
+    await untilHeld(server, 'cls', 1);
+    await writeFakeModel(repo, 'cls', 1, definition(0), config);
+    const reloading = server.engine.loadModel('cls');
+    // The new copy serves (nothing held in it) while the old one still drains.
+    const deadline = Date.now() + 10_000;
+    while (server.engine.describeModels('cls')[0]!.versions[0]!.inFlight !== 0 || (await Promise.race([held.then(() => true), Promise.resolve(false)]))) {
+      assert.ok(Date.now() < deadline, 'the new copy never took over');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    for (let i = 0; i < 4; i++) await send([0.9, 0.05, 0.05]);
+    assert.equal(await rows(), 4, "the new copy's answers are monitored");
+    await held;
+    await reloading;
+    assert.ok((await rows()) >= 4, `rows after the old copy unloaded: ${await rows()}`);
   });
 });

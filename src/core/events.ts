@@ -71,6 +71,11 @@ export interface ModelLoadedEvent {
 export interface ModelUnloadedEvent {
   readonly model: string;
   readonly version: string;
+  /**
+   * A reload put a new copy of the same version in its place (changed files or config): the
+   * version goes on serving, and what describes the new copy (its monitoring) must be kept.
+   */
+  readonly replaced: boolean;
 }
 
 export const channels = {

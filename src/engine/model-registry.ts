@@ -400,6 +400,8 @@ export class ModelRegistry {
     }
     const failures: string[] = [];
     const retiring: ModelVersion[] = [];
+    /** Of those, the copies a new copy of the same version replaced. */
+    const replaced = new Set<ModelVersion>();
     await Promise.all(
       selected.map(async (version) => {
         const fingerprint = await versionFingerprint(record.dir, version, filename, configKey);
@@ -413,7 +415,10 @@ export class ModelRegistry {
         if (candidate.state === 'READY') {
           record.failedFingerprints.delete(version);
           record.versions.set(version, candidate);
-          if (existing !== undefined) retiring.push(existing);
+          if (existing !== undefined) {
+            retiring.push(existing);
+            replaced.add(existing);
+          }
           return;
         }
         record.failedFingerprints.set(version, fingerprint);
@@ -422,7 +427,10 @@ export class ModelRegistry {
           existing.reloadFailure = candidate.reason;
         } else {
           record.versions.set(version, candidate);
-          if (existing !== undefined) retiring.push(existing);
+          if (existing !== undefined) {
+            retiring.push(existing);
+            replaced.add(existing);
+          }
         }
       }),
     );
@@ -442,15 +450,16 @@ export class ModelRegistry {
     const ascending = [...record.versions.entries()].sort(([a], [b]) => Number(a) - Number(b));
     record.versions.clear();
     for (const [version, served] of ascending) record.versions.set(version, served);
-    await Promise.all(retiring.map((version) => this.retire(version)));
+    await Promise.all(retiring.map((version) => this.retire(version, replaced.has(version))));
     if (failures.length > 0) throw new TesseraError('MODEL_LOAD_FAILED', `model '${record.name}' failed to load: ${failures.join('; ')}`);
   }
 
   /**
    * Unload a version taken out of service: requests admitted to it first (see {@link admit}), then
-   * its queued and running requests, all within the drain grace.
+   * its queued and running requests, all within the drain grace. `replaced`: a new copy of the
+   * same version serves in its place.
    */
-  private async retire(version: ModelVersion): Promise<void> {
+  private async retire(version: ModelVersion, replaced = false): Promise<void> {
     const grace = this.options.drainGraceMs;
     const started = performance.now();
     const admission = this.admitted.get(version);
@@ -464,7 +473,7 @@ export class ModelRegistry {
       ]);
       clearTimeout(timer);
     }
-    await version.unload(Math.max(0, grace - (performance.now() - started)));
+    await version.unload(Math.max(0, grace - (performance.now() - started)), replaced);
   }
 
   /** Undo a failed registration: unload what it loaded, then forget the record or put back its state `before`. */

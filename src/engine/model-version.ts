@@ -189,7 +189,7 @@ export class ModelVersion {
    * backend model is released. Bounded by the grace (and the backend's own close), not by the
    * slowest batch: a hung inference cannot hold an unload, a reload or shutdown. Idempotent.
    */
-  unload(graceMs: number): Promise<void> {
+  unload(graceMs: number, replaced = false): Promise<void> {
     this.unloading ??= (async () => {
       if (this.state === 'READY') this.state = 'UNLOADING';
       const scheduler = this.scheduler;
@@ -212,7 +212,7 @@ export class ModelVersion {
       this.backendModel = undefined;
       this.state = 'UNAVAILABLE';
       this.reason = 'unloaded';
-      publish(channels.modelUnloaded, () => ({ model: this.model, version: this.version }));
+      publish(channels.modelUnloaded, () => ({ model: this.model, version: this.version, replaced }));
     })();
     return this.unloading;
   }

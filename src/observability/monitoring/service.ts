@@ -127,7 +127,11 @@ export class MonitoringService {
     this.on<ModelLoadedEvent>(channels.modelLoaded.name, (event) => {
       if (event.ok) this.forget(event.model, event.version);
     });
-    this.on<ModelUnloadedEvent>(channels.modelUnloaded.name, (event) => this.forget(event.model, event.version));
+    // A copy a reload replaced: the load event above already started the new copy afresh, and
+    // what it has seen since (while the old copy drained) is the new copy's.
+    this.on<ModelUnloadedEvent>(channels.modelUnloaded.name, (event) => {
+      if (!event.replaced) this.forget(event.model, event.version);
+    });
   }
 
   /**
