@@ -131,6 +131,28 @@ describe('model lifecycle', () => {
     assert.equal(after.version, '1');
   });
 
+  test("a load whose config fails leaves the serving version's config in force: routing and the next load read it", async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeModel(repo, 'mlp', 1, mlpModel(weightsV1), { 'config.yaml': 'max_batch_size: 4\nrouting:\n  fallback: { model: other }\n' });
+    const engine = await Engine.start(engineOptions(repo));
+    t.after(() => engine.close());
+    const before = engine.modelConfigFile('mlp');
+    assert.equal(before?.max_batch_size, 4);
+    // A config naming a file the version does not have: the load fails, version 1 keeps serving.
+    await assert.rejects(engine.loadModel('mlp', { config: { max_batch_size: 2, default_model_filename: 'missing.onnx' } }), { code: 'MODEL_LOAD_FAILED' });
+    assert.equal(engine.repositoryIndex()[0]!.state, 'READY');
+    assert.deepEqual(engine.modelConfigFile('mlp'), before, 'the config of the version that serves, routing section and all');
+    assert.equal(engine.modelConfig('mlp').max_batch_size, 4);
+    await engine.loadModel('mlp');
+    assert.deepEqual(engine.modelConfigFile('mlp'), before, 'a plain reload does not bring back the refused config');
+    // A load that succeeds does replace it.
+    await engine.loadModel('mlp', { config: { max_batch_size: 2 } });
+    assert.equal(engine.modelConfigFile('mlp')?.max_batch_size, 2);
+    assert.equal(engine.modelConfigFile('mlp')?.routing, undefined);
+    assert.equal(engine.modelConfig('mlp').max_batch_size, 2);
+  });
+
   test('explicit mode loads only what it is asked to, and load/unload work through the engine', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));

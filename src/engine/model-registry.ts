@@ -344,9 +344,13 @@ export class ModelRegistry {
     // Before anything can refuse the load: a directory made for it is removed when nothing loads from it.
     if (options.dir !== undefined && options.temporaryDir === true) record.madeDirs.add(options.dir);
     if (this.closed) throw new TesseraError('SHUTTING_DOWN', 'the server is shutting down');
-    if (options.config !== undefined) record.configOverride = checkModelConfig(record.name, options.config);
+    // The record's config (override and discovered) changes only once this load's versions serve
+    // (see the end): until then, and for good when the load fails while older versions keep
+    // serving, routing, monitoring, audit and scale go on reading the config those versions run.
+    let configOverride = record.configOverride;
+    if (options.config !== undefined) configOverride = checkModelConfig(record.name, options.config);
     if (options.fromRepository === true && options.config === undefined && options.dir === undefined) {
-      record.configOverride = undefined;
+      configOverride = undefined;
       if (record.inRepository) record.dir = join(resolve(this.options.repository), record.name);
     }
     if (options.dir !== undefined) record.dir = options.dir;
@@ -367,7 +371,7 @@ export class ModelRegistry {
     }
     let discovered: DiscoveredModel;
     try {
-      discovered = await discoverModel(record.name, record.dir, record.configOverride);
+      discovered = await discoverModel(record.name, record.dir, configOverride);
     } catch (error) {
       return fail(`cannot read ${record.dir}: ${(error as Error).message}`);
     }
@@ -376,14 +380,13 @@ export class ModelRegistry {
     if (options.instances !== undefined) {
       // A registration's initial_workers: the model loads once, with that count, kept as scale keeps it.
       config = { ...config, instance_group: [{ count: options.instances, kind: 'KIND_CPU' }] };
-      record.configOverride = config;
+      configOverride = config;
     }
     const backend = this.backendFor(config);
     if (backend === undefined) return fail(`no backend named '${config.backend}'`);
     if (discovered.ignoredConfigFields.length > 0 && JSON.stringify(record.discovered?.ignoredConfigFields) !== JSON.stringify(discovered.ignoredConfigFields)) {
       this.options.logger.warn({ model: record.name, ignored: discovered.ignoredConfigFields }, 'config.pbtxt fields Tessera does not honour were ignored');
     }
-    record.discovered = discovered;
     record.problem = undefined;
 
     // A changed handler module reloads the model like a changed config does.
@@ -402,6 +405,8 @@ export class ModelRegistry {
     const retiring: ModelVersion[] = [];
     /** Of those, the copies a new copy of the same version replaced. */
     const replaced = new Set<ModelVersion>();
+    /** Versions this load put in place (READY or not), rather than leaving an older READY one serving. */
+    let placed = 0;
     await Promise.all(
       selected.map(async (version) => {
         const fingerprint = await versionFingerprint(record.dir, version, filename, configKey);
@@ -415,6 +420,7 @@ export class ModelRegistry {
         if (candidate.state === 'READY') {
           record.failedFingerprints.delete(version);
           record.versions.set(version, candidate);
+          placed++;
           if (existing !== undefined) {
             retiring.push(existing);
             replaced.add(existing);
@@ -427,6 +433,7 @@ export class ModelRegistry {
           existing.reloadFailure = candidate.reason;
         } else {
           record.versions.set(version, candidate);
+          placed++;
           if (existing !== undefined) {
             retiring.push(existing);
             replaced.add(existing);
@@ -434,6 +441,10 @@ export class ModelRegistry {
         }
       }),
     );
+    if (placed > 0 || failures.length === 0) {
+      record.configOverride = configOverride;
+      record.discovered = discovered;
+    }
     // Versions the policy no longer selects retire, except while a selected one is not READY:
     // a broken new version (a half-copied upload) never takes down the one serving, as long as
     // its files are still there.
