@@ -187,4 +187,28 @@ describe('directories made for loads are removed once nothing serves from them',
     await restarted.engine.syncRepository();
     assert.deepEqual(copies(), []);
   });
+
+  test('a model directory added beside an archive of its name takes over from it, and the archive serves again once it goes', async (t) => {
+    const repo = await makeTempRepository();
+    const work = await makeTempRepository('tessera-archive-src-');
+    t.after(() => Promise.all([repo, work].map((dir) => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))));
+    await writeFakeModel(work, 'arch', 1, fakeModel(1), 'warmup:\n  enabled: false\n');
+    await packModel(join(work, 'arch'), join(repo, 'arch.tar.gz'), { tesseraVersion: 'test' });
+    const cache = join(repo, ARCHIVE_CACHE_DIR);
+    const copies = (): string[] => (existsSync(cache) ? readdirSync(cache) : []);
+    const server = await startTestServer(t, repo, { modelControlMode: 'poll', repositoryPollSecs: 3600 });
+    const infer = `${server.httpUrl}/v2/models/arch/infer`;
+    assert.equal(await servedAdd(infer), 1, 'the archive serves');
+
+    await writeFakeModel(repo, 'arch', 1, fakeModel(2), 'warmup:\n  enabled: false\n');
+    await server.engine.syncRepository();
+    assert.equal(await servedAdd(infer), 2, 'the directory wins');
+    assert.deepEqual(copies(), [], 'the shadowed archive keeps no unpacked copy');
+    assert.equal(server.engine.describeModels('arch')[0]!.versions.length, 1);
+
+    await rm(join(repo, 'arch'), { recursive: true });
+    await server.engine.syncRepository();
+    assert.equal(await servedAdd(infer), 1, 'the archive serves again');
+    assert.equal(copies().length, 1);
+  });
 });

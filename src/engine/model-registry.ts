@@ -1,5 +1,5 @@
 import { rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { findHandlerFile } from '../backends/handlers/custom.js';
 import { describeIssues, modelConfigSchema, type ModelConfigFile } from '../config/model-config.js';
 import { TesseraError } from '../core/errors.js';
@@ -9,7 +9,7 @@ import type { RepositoryIndexEntry } from '../core/metadata.js';
 import type { Backend } from '../backends/backend.js';
 import { discoverModel, isModelName, listModelNames, type DiscoveredModel } from '../repository/discovery.js';
 import { versionFingerprint } from '../repository/fingerprint.js';
-import { archiveCopyDir, listRepositoryArchives, removeStaleArchiveCopies, unpackRepositoryArchive, type RepositoryArchive } from '../repository/repository-archives.js';
+import { ARCHIVE_CACHE_DIR, archiveCopyDir, listRepositoryArchives, removeStaleArchiveCopies, unpackRepositoryArchive, type RepositoryArchive } from '../repository/repository-archives.js';
 import { selectVersions } from '../repository/version-policy.js';
 import { ModelVersion, type SchedulingDefaults } from './model-version.js';
 
@@ -107,6 +107,8 @@ export class ModelRegistry {
   private readonly records = new Map<string, ModelRecord>();
   /** Archives in the repository directory, by model name (from the last scan). */
   private readonly archives = new Map<string, RepositoryArchive>();
+  /** Archives a model directory of the same name shadows (name -> archive file), warned about once. */
+  private readonly shadowedArchives = new Map<string, string>();
   /**
    * Handler requests admitted to a version and not yet queued on its scheduler (the handler is
    * preprocessing them): retiring the version waits for them as its scheduler waits for queued ones.
@@ -355,6 +357,10 @@ export class ModelRegistry {
     }
     if (options.dir !== undefined) record.dir = options.dir;
     const archive = options.dir === undefined && record.inRepository ? this.archives.get(record.name) : undefined;
+    if (archive === undefined && options.dir === undefined && record.inRepository && this.isArchiveCopy(record.dir)) {
+      // It served from an archive that a model directory of its name now shadows: the directory wins.
+      record.dir = join(resolve(this.options.repository), record.name);
+    }
     record.wanted = true;
     const fail = (problem: string): never => {
       if (options.polled !== true || record.problem !== problem) this.options.logger.error({ model: record.name, reason: problem }, 'model load failed');
@@ -524,6 +530,11 @@ export class ModelRegistry {
     }
   }
 
+  /** Whether `dir` is a copy unpacked from a repository archive (see archiveCopyDir). */
+  private isArchiveCopy(dir: string): boolean {
+    return dir.startsWith(join(resolve(this.options.repository), ARCHIVE_CACHE_DIR) + sep);
+  }
+
   private backendFor(config: ModelConfigFile): Backend | undefined {
     const name = config.backend ?? (config.platform === 'fake' ? 'fake' : undefined);
     return name === undefined ? this.options.backends[0] : this.options.backends.find((backend) => backend.name === name);
@@ -541,15 +552,19 @@ export class ModelRegistry {
       );
       for (const archive of archives) {
         if (names.includes(archive.name)) {
-          if (this.archives.get(archive.name)?.file !== archive.file) {
+          if (this.shadowedArchives.get(archive.name) !== archive.file) {
             this.options.logger.warn({ model: archive.name, archive: archive.file }, 'a model directory of the same name takes precedence over the archive');
+            this.shadowedArchives.set(archive.name, archive.file);
           }
+          this.archives.delete(archive.name);
           continue;
         }
+        this.shadowedArchives.delete(archive.name);
         this.archives.set(archive.name, archive);
         names.push(archive.name);
       }
       for (const name of [...this.archives.keys()]) if (!archives.some((a) => a.name === name)) this.archives.delete(name);
+      for (const name of [...this.shadowedArchives.keys()]) if (!archives.some((a) => a.name === name)) this.shadowedArchives.delete(name);
       return names.sort();
     } catch (error) {
       throw new TesseraError('REPOSITORY_UNAVAILABLE', `cannot read model repository ${resolve(this.options.repository)}: ${(error as Error).message}`, { cause: error });
