@@ -196,4 +196,32 @@ describe('TorchServe handler requests', () => {
       assert.equal(answer.body['message'], message);
     }
   });
+  test("a postprocess answer made of a tensor's own values (typed arrays, INT64 BigInts) is written as JSON; one that refers to itself is HANDLER_FAILED naming where", async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeFakeModel(repo, 'raw', 1, ONE, 'max_batch_size: 4\n');
+    await writeFile(
+      join(repo, 'raw', 'handler.mjs'),
+      `export function preprocess(request) {
+  return { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 1], data: [0.5, 2] }], context: request.fields.kind };
+}
+export function postprocess(outputs, model, kind) {
+  if (kind === 'cycle') { const answer = { scores: [] }; answer.scores.push({ parent: answer }); return answer; }
+  const shared = { unit: 'ms' };
+  return { y: outputs[0].data, ids: BigInt64Array.of(-3n, 9007199254740993n), total: 2n ** 64n, nan: Float32Array.of(NaN), a: shared, b: shared };
+}
+`,
+    );
+    const server = await startTestServer(t, repo);
+    const url = (kind: string): string => `${server.httpUrl}/predictions/raw?kind=${kind}`;
+    const plain = await fetch(url('plain'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const text = await plain.text();
+    assert.equal(plain.status, 200, text);
+    assert.equal(text, '{"y":[0.5,2],"ids":[-3,9007199254740993],"total":18446744073709551616,"nan":[null],"a":{"unit":"ms"},"b":{"unit":"ms"}}');
+    const cycle = await answerOf(fetch(url('cycle'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }));
+    assert.equal(cycle.status, 500, JSON.stringify(cycle.body));
+    assert.equal(cycle.body['message'], 'handler postprocess returned an answer that refers to itself at $.scores[0].parent, which JSON cannot hold');
+    const after = await fetch(url('plain'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(after.status, 200, 'the server goes on serving');
+  });
 });

@@ -160,30 +160,43 @@ export class OrderedObject {
   }
 }
 
-/** JSON text of a handler's answer, keeping the key order of {@link OrderedObject}s anywhere in it. */
+/**
+ * JSON text of a handler's answer, keeping the key order of {@link OrderedObject}s anywhere in it.
+ * What a handler naturally hands back from tensors is written as JSON too: typed arrays (a
+ * tensor's `data`) as arrays, and BigInts (INT64/UINT64 values) as exact integers. A value that
+ * has no JSON form (a cycle) is HANDLER_FAILED, naming where it is.
+ */
 export function handlerAnswerJson(value: unknown): string {
-  return write(value) ?? 'null';
+  return write(value, '$', new Set()) ?? 'null';
 }
 
-function write(value: unknown): string | undefined {
-  if (value instanceof OrderedObject) {
-    const parts: string[] = [];
-    for (const [key, item] of value.entries) {
-      const text = write(item);
-      if (text !== undefined) parts.push(`${JSON.stringify(key)}:${text}`);
-    }
-    return `{${parts.join(',')}}`;
-  }
-  if (Array.isArray(value)) return `[${value.map((item) => write(item) ?? 'null').join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
+function write(value: unknown, at: string, open: Set<object>): string | undefined {
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value); // undefined, functions and symbols give undefined, as in JSON.stringify
+  if (open.has(value)) throw new TesseraError('HANDLER_FAILED', `handler postprocess returned an answer that refers to itself at ${at}, which JSON cannot hold`);
+  open.add(value);
+  try {
+    if (value instanceof OrderedObject) return objectJson(value.entries, at, open);
+    if (Array.isArray(value)) return `[${value.map((item, i) => write(item, `${at}[${i}]`, open) ?? 'null').join(',')}]`;
     const withToJson = value as { toJSON?: () => unknown };
-    if (typeof withToJson.toJSON === 'function') return write(withToJson.toJSON());
-    const parts: string[] = [];
-    for (const [key, item] of Object.entries(value)) {
-      const text = write(item);
-      if (text !== undefined) parts.push(`${JSON.stringify(key)}:${text}`);
+    if (typeof withToJson.toJSON === 'function') return write(withToJson.toJSON(), at, open);
+    if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
+      const items = value as unknown as ArrayLike<number | bigint>;
+      const parts = new Array<string>(items.length);
+      for (let i = 0; i < items.length; i++) parts[i] = write(items[i], at, open)!;
+      return `[${parts.join(',')}]`;
     }
-    return `{${parts.join(',')}}`;
+    return objectJson(Object.entries(value), at, open);
+  } finally {
+    open.delete(value);
   }
-  return JSON.stringify(value); // undefined, functions and symbols give undefined, as in JSON.stringify
+}
+
+function objectJson(entries: readonly (readonly [string, unknown])[], at: string, open: Set<object>): string {
+  const parts: string[] = [];
+  for (const [key, item] of entries) {
+    const text = write(item, `${at}.${key}`, open);
+    if (text !== undefined) parts.push(`${JSON.stringify(key)}:${text}`);
+  }
+  return `{${parts.join(',')}}`;
 }
