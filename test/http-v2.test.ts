@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -624,7 +624,7 @@ describe('with a slow model (~500 ms a run)', () => {
     if (repo !== '') await rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   });
 
-  test('GET /v2/health/live answers within 20 ms while an inference runs', async (t) => {
+  test('GET /v2/health/live answers while an inference runs: inference does not hold the event loop', async (t) => {
     const server = await startTestServer(t, repo);
     const live = `${server.httpUrl}/v2/health/live`;
     // Warm-up, not measured: the first requests open the connection and run the code paths
@@ -639,26 +639,26 @@ describe('with a slow model (~500 ms a run)', () => {
       return r;
     });
     await sleep(30);
-    const latencies: number[] = [];
-    for (let i = 0; i < 12; i++) {
+    // Liveness, asked again and again until the inference ends. Had the inference run on the
+    // server's event loop, the first of them would have waited for it to end.
+    const whileRunning: number[] = [];
+    while (!done && whileRunning.length < 50) {
       const t0 = performance.now();
       const response = await fetch(live);
       const body = (await response.json()) as unknown;
-      latencies.push(performance.now() - t0);
       assert.equal(response.status, 200);
       assert.deepEqual(body, { live: true });
+      if (!done) whileRunning.push(performance.now() - t0);
       await sleep(10);
     }
-    const measuredWhileRunning = !done;
     const response = await running;
     const elapsed = performance.now() - started;
-    t.diagnostic(`inference took ${elapsed.toFixed(0)} ms; live latencies (ms): ${latencies.map((l) => l.toFixed(1)).join(' ')}`);
-    assert.ok(measuredWhileRunning, `the inference finished (${elapsed.toFixed(0)} ms) before liveness was measured: the model is too fast to prove anything`);
+    t.diagnostic(`inference took ${elapsed.toFixed(0)} ms; live latencies while it ran (ms): ${whileRunning.map((l) => l.toFixed(1)).join(' ')}`);
     assert.deepEqual(outputOf(response, 'y').data, [1, 2, 3, 4]);
-    const max = Math.max(...latencies);
-    // The limit is absolute: on a machine loaded by other processes it can fail for them.
-    const load = loadavg()[0]!.toFixed(1);
-    assert.ok(max < 20, `slowest /v2/health/live took ${max.toFixed(1)} ms (limit 20 ms); 1-min load average ${load} on ${availableParallelism()} cores`);
+    assert.ok(whileRunning.length >= 3, `only ${whileRunning.length} liveness answers arrived during a ${elapsed.toFixed(0)} ms inference`);
+    // Each took a small part of the inference's time.
+    const slowest = Math.max(...whileRunning);
+    assert.ok(slowest < elapsed / 4, `slowest /v2/health/live took ${slowest.toFixed(1)} ms during a ${elapsed.toFixed(0)} ms inference`);
   });
 
   test('close(): running and queued requests complete, new connections are refused, close is idempotent', async (t) => {

@@ -81,6 +81,8 @@ describe('version routing', () => {
     const stickyTwo = users.find((_, i) => first[i]!.version === '2')!;
     assert.equal((await infer(url, { 'x-user-id': stickyTwo, 'x-model-version': '1' })).version, '1');
     assert.equal((await infer(url, { 'x-user-id': stickyTwo }, { parameters: { model_version: '1' } })).version, '1');
+    assert.equal((await infer(url, { 'x-model-version': '1' }, { parameters: { model_version: '2' } })).version, '1', 'the header wins over the parameter');
+    assert.equal((await infer(url, { 'x-model-version': '2' }, { parameters: { model_version: '1' } })).version, '2', 'the header wins over the parameter');
     assert.equal((await infer(`${server.httpUrl}/v2/models/mlp/versions/2/infer`, { 'x-model-version': '1' })).version, '2');
     const unknown = await infer(url, { 'x-model-version': '7' });
     assert.equal(unknown.status, 404);

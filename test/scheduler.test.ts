@@ -148,8 +148,9 @@ describe('Scheduler', () => {
     const scheduler = makeScheduler(instance, { defaultTimeoutMs: 15, allowTimeoutOverride: false });
     const first = scheduler.schedule(request(1));
     await tick();
-    // The request asks for a long timeout; the config does not allow overriding.
-    await assert.rejects(scheduler.schedule(request(2, { timeoutMs: 10_000 })), { code: 'DEADLINE_EXCEEDED' });
+    // The config does not allow overriding: a request's timeout, longer or shorter, is not used.
+    await assert.rejects(scheduler.schedule(request(2, { timeoutMs: 10_000 })), { code: 'DEADLINE_EXCEEDED', message: /timed out after 15 ms/ });
+    await assert.rejects(scheduler.schedule(request(3, { timeoutMs: 1 })), { code: 'DEADLINE_EXCEEDED', message: /timed out after 15 ms/ });
     instance.finishOne();
     await first;
   });

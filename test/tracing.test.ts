@@ -231,12 +231,12 @@ describe('tracing batched requests', () => {
 
 describe('OTLP/HTTP export', () => {
   test('spans reach an OTLP/HTTP endpoint', async (t) => {
-    const received: { url: string | undefined; contentType: string | undefined; body: Buffer }[] = [];
+    const received: { url: string | undefined; contentType: string | undefined; apiKey: string | string[] | undefined; body: Buffer }[] = [];
     const collector = createServer((req: IncomingMessage, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        received.push({ url: req.url, contentType: req.headers['content-type'], body: Buffer.concat(chunks) });
+        received.push({ url: req.url, contentType: req.headers['content-type'], apiKey: req.headers['x-api-key'], body: Buffer.concat(chunks) });
         res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       });
     });
@@ -253,6 +253,7 @@ describe('OTLP/HTTP export', () => {
     await tracing.close();
     assert.ok(received.length >= 1, 'the collector got an export');
     assert.equal(received[0]!.url, '/v1/traces');
+    assert.deepEqual(received.map((r) => r.apiKey), received.map(() => 'k'), 'every export carries the configured headers');
     const all = Buffer.concat(received.map((r) => r.body));
     // OTLP carries trace ids as bytes (protobuf) or hex (JSON): look for either.
     assert.ok(all.includes(Buffer.from(TRACE_ID, 'hex')) || all.includes(TRACE_ID), 'the trace id was exported');
