@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -218,6 +218,7 @@ describe('reader thread', () => {
           options({ model: 'mlp', repository, input, output: target, features: ['f0..f63'], passthrough: ['id'], batchSize: 50, chunkRows: 100, readerThread }),
         );
         assert.equal(summary.rows, rows.length, where);
+        assert.equal(summary.readerThread, readerThread, `${where}: the summary says where the input was decoded`);
         const scored = await readOutput(target);
         scored.forEach((row, i) => {
           assert.equal(Number(row['id']), i, `${where}: row order`);
@@ -225,6 +226,19 @@ describe('reader thread', () => {
         });
       }
     }
+  });
+
+  test('--reader-thread auto: a reader thread with 2 cores or more; dry runs read on the main thread', async () => {
+    const rows = makeRows(200, 6);
+    const dir = await mkdtemp(path.join(work, 'threaded-auto-'));
+    const input = await writeInput(dir, 'parquet', rows);
+    const job = { model: 'mlp', repository, input, features: ['f0..f63'], passthrough: ['id'], batchSize: 50, chunkRows: 100 };
+    const auto = await run(options({ ...job, output: path.join(dir, 'auto.parquet') }));
+    assert.equal(auto.rows, rows.length);
+    assert.equal(auto.readerThread, availableParallelism() >= 2, `${availableParallelism()} cores`);
+    const dry = await run(options({ ...job, output: path.join(dir, 'dry.parquet'), dryRun: true, readerThread: true }));
+    assert.equal(dry.status, 'dry-run');
+    assert.equal(dry.readerThread, false);
   });
 });
 

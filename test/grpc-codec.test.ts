@@ -245,13 +245,18 @@ describe('ModelInferRequest decoder', () => {
 
   test('refuses malformed messages instead of reading past them', () => {
     const good = infer.requestSerialize({ model_name: 'm', inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }], raw_input_contents: [Buffer.alloc(4)] });
+    // 0a 01 6d | 2a 0c (0a 01 78 12 04 46 50 33 32 1a 01 01) | 3a 04 00 00 00 00: a cut after
+    // model_name (3) or after the input (17) falls between fields and leaves a valid shorter
+    // message; every other cut is inside a field and must throw.
+    assert.equal(good.length, 23);
+    const between = [3, 17];
     for (let cut = 1; cut < good.length; cut++) {
       const truncated = Buffer.from(good.subarray(0, cut));
-      // Some cuts fall between fields and leave a valid shorter message; the others must throw.
-      try {
-        decodeModelInferRequest(truncated);
-      } catch (error) {
-        assert.ok(error instanceof ProtobufError, `cut at ${cut}: ${String(error)}`);
+      if (between.includes(cut)) {
+        assert.doesNotThrow(() => decodeModelInferRequest(truncated), `cut at ${cut}`);
+        assert.deepStrictEqual(ourDecode(truncated), referenceDecode(truncated), `cut at ${cut}`);
+      } else {
+        assert.throws(() => decodeModelInferRequest(truncated), ProtobufError, `cut at ${cut}`);
       }
     }
     assert.throws(() => decodeModelInferRequest(Buffer.from([0x3a, 0x05, 1, 2])), ProtobufError);
@@ -337,9 +342,12 @@ describe('HTTP/2 flow control of the gRPC listener', () => {
     const session: ClientHttp2Session = connect(`http://127.0.0.1:${server.grpcPort}`);
     t.after(() => session.destroy());
     const settings = await new Promise<{ initialWindowSize?: number }>((resolve) => session.once('remoteSettings', resolve));
-    assert.equal(settings.initialWindowSize, DEFAULT_HTTP2_WINDOWS.streamWindowBytes);
+    // The intended sizes themselves (flow-control.ts): 4 MiB per stream, 32 MiB per connection,
+    // not only whatever the constant says (nghttp2's own default is 65,535 for both).
+    assert.deepStrictEqual(DEFAULT_HTTP2_WINDOWS, { streamWindowBytes: 4 * 1024 * 1024, connectionWindowBytes: 32 * 1024 * 1024 });
+    assert.equal(settings.initialWindowSize, 4 * 1024 * 1024);
     // The connection window is a WINDOW_UPDATE sent as the session starts: wait a round trip.
     await new Promise<void>((resolve, reject) => session.ping((error) => (error === null ? resolve() : reject(error))));
-    assert.equal(session.state.remoteWindowSize, DEFAULT_HTTP2_WINDOWS.connectionWindowBytes);
+    assert.equal(session.state.remoteWindowSize, 32 * 1024 * 1024);
   });
 });

@@ -208,10 +208,22 @@ describe('sketches and windows', () => {
 
   test('QuantileSketch memory is bounded by maxBuckets', () => {
     const sketch = new QuantileSketch(0.01, 64);
+    // ln values 0..100 at 1% relative accuracy span ~5000 buckets: 64 may be kept.
     for (let i = 0; i < 100_000; i++) sketch.add(Math.exp(i / 1000));
-    // The top quantiles stay accurate; the lowest buckets were merged.
+    // Each bucket answers one value: a fine grid of quantiles sees every bucket kept, and no more
+    // than maxBuckets of them (unbounded, it would see thousands).
+    const grid = sketch.quantiles(Array.from({ length: 10_001 }, (_, i) => i / 10_000));
+    const distinct = new Set(grid).size;
+    assert.ok(distinct <= 64, `${distinct} distinct quantile values from at most 64 buckets`);
+    assert.ok(distinct >= 60, `${distinct}: the top buckets are all kept`);
+    // The lowest buckets were merged upwards, into one near the top: p01 and p50 are that bucket,
+    // not exp(1) and exp(50) (an unbounded sketch answers those within 1%).
+    assert.equal(sketch.quantile(0.01), sketch.quantile(0.5));
+    assert.ok(sketch.quantile(0.01) > Math.exp(98), `p01 ${sketch.quantile(0.01)} is the merged bucket`);
+    // The top quantiles stay accurate.
     const p99 = sketch.quantile(0.99);
     assert.ok(Math.abs(p99 - Math.exp(99)) / Math.exp(99) < 0.03);
+    assert.ok(Math.abs(sketch.quantile(1) - Math.exp(99.999)) / Math.exp(99.999) < 0.02);
   });
 
   test('ValueSummarizer: exact count/mean/std/min/max, non-finite counted apart', () => {

@@ -103,6 +103,8 @@ export interface BatchSummary {
   readonly executor: string;
   /** Requests retried after a refusal or a transient failure. */
   readonly retries: number;
+  /** The input's chunks were decoded in a reader (worker) thread, not on the main thread (`--reader-thread`). */
+  readonly readerThread: boolean;
 }
 
 /** A counting semaphore: at most `limit` tasks run at once; the rest wait in arrival order. */
@@ -269,6 +271,7 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
         chunkRows,
         executor: executor.description,
         retries: 0,
+        readerThread: false,
       };
     }
 
@@ -349,6 +352,7 @@ export async function runBatchJob(options: BatchJobOptions, io: BatchIo): Promis
       chunkRows,
       executor: executor.description,
       retries: executor.retried,
+      readerThread: source instanceof ThreadedSource,
     };
   } finally {
     await executor?.close().catch(() => undefined);
