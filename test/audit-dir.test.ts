@@ -75,17 +75,17 @@ describe('audit log directory', () => {
     if (process.getuid?.() !== 0) {
       message = refusal(directory).message;
     } else {
-      // Root writes to read-only directories: the check runs in a child as an unprivileged user.
-      await chmod(scratch, 0o755);
-      // tsx keeps its cache in the temporary directory, which (TMPDIR) may be root's alone.
-      const childTmp = path.join(scratch, 'child-tmp');
-      await mkdir(childTmp);
-      await chmod(childTmp, 0o777);
+      // Root writes to read-only directories: the check runs in a child that is root without the
+      // capabilities to override file permissions (setpriv, util-linux), so it still reads the
+      // checkout and TMPDIR, whoever may read them, but cannot write a directory it may not.
       const script = `import(${JSON.stringify(new URL('../src/observability/audit/index.ts', import.meta.url).pathname)}).then(({ AuditLog }) => {
         try { new AuditLog({ directory: ${JSON.stringify(directory)} }); console.log('accepted'); } catch (error) { console.log(error.message); }
       });`;
       const { execFileSync } = await import('node:child_process');
-      message = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { uid: 65534, gid: 65534, cwd: path.dirname(new URL(import.meta.url).pathname), env: { ...process.env, TMPDIR: childTmp }, encoding: 'utf8' }).trim();
+      message = execFileSync('setpriv', ['--bounding-set=-dac_override,-dac_read_search', process.execPath, '--import', 'tsx', '-e', script], {
+        cwd: path.dirname(new URL(import.meta.url).pathname),
+        encoding: 'utf8',
+      }).trim();
     }
     assert.match(message, new RegExp(`^auditDir: .*read-only is not writable \\(EACCES`));
   });
