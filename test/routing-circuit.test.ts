@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { makeTempRepository } from './support/fixtures.js';
-import { getJson, postJson, startTestServer, writeFakeModel } from './support/server.js';
+import { getJson, postJson, startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 
 /**
  * Circuit breakers per model version on the fake backend: consecutive failures (or slow calls)
@@ -26,13 +26,18 @@ describe('circuit breaker', () => {
   test('timeouts callers set themselves do not open the breaker for everyone', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-    await writeFakeModel(repo, 'slow', 1, { ...io, delay_ms: 100 }, base + 'instance_group:\n  - count: 1\nrouting:\n  circuit_breaker: {failure_threshold: 3, cooldown: 30s}\n');
+    await writeFakeModel(repo, 'slow', 1, { ...io, delay_ms: 1000 }, base + 'instance_group:\n  - count: 1\nrouting:\n  circuit_breaker: {failure_threshold: 3, cooldown: 30s}\n');
     const server = await startTestServer(t, repo);
     const url = `${server.httpUrl}/v2/models/slow/infer`;
     const body = (parameters?: object) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }], ...(parameters === undefined ? {} : { parameters }) });
-    // One request runs for 100 ms; six callers queued behind it give up after 1 ms each.
-    const results = await Promise.all([postJson(url, body()), ...Array.from({ length: 6 }, () => postJson(url, body({ timeout: 1000 })))]);
-    assert.deepEqual(results.map((r) => r.status), [200, 504, 504, 504, 504, 504, 504]);
+    // One request runs for a second; six callers queued behind it meanwhile give up after 1 ms each.
+    let settled = false;
+    const running = postJson(url, body()).finally(() => (settled = true));
+    await untilHeld(server, 'slow', 1);
+    const impatient = await Promise.all(Array.from({ length: 6 }, () => postJson(url, body({ timeout: 1000 }))));
+    assert.deepEqual(impatient.map((r) => r.status), [504, 504, 504, 504, 504, 504]);
+    assert.equal(settled, false, 'the six timed out behind the running request');
+    assert.equal((await running).status, 200);
     const after = await postJson(url, body());
     assert.equal(after.status, 200, JSON.stringify(after.body));
     const rollout = (await getJson(`http://127.0.0.1:${server.managementPort}/models/slow/rollout`)).body as { circuitBreakers: { version: string; state: string }[] };
