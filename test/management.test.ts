@@ -188,14 +188,14 @@ describe('V2 repository API', () => {
     assert.equal(escape.status, 400);
     assert.match((escape.body as { error: string }).error, /must be relative and stay inside the model directory/);
     // A name that would put the files elsewhere is refused before anything is written.
-    const overrides = join(tmpdir(), 'tessera-model-overrides');
+    const overrides = tmpdir();
     const planted = `planted-${process.pid}`;
     const traversal = await postJson(`${base}/${encodeURIComponent(`../../../../../../${overrides.slice(1)}/../${planted}`)}/load`, {
       parameters: { config: '{}', 'file:1/model.onnx': 'AAAA' },
     });
     assert.equal(traversal.status, 400, JSON.stringify(traversal.body));
     assert.match((traversal.body as { error: string }).error, /is not a valid model name/);
-    assert.deepEqual((await readdir(tmpdir())).filter((entry) => entry.startsWith(planted)), [], 'nothing written outside the overrides directory');
+    assert.deepEqual((await readdir(tmpdir())).filter((entry) => entry.startsWith(planted)), [], 'nothing written outside the directories made for the files');
     const noConfig = await postJson(`${base}/x/load`, { parameters: { 'file:1/model.onnx': 'AAAA' } });
     assert.equal(noConfig.status, 400);
     const broken = await postJson(`${base}/mlp/load`, { parameters: { config: JSON.stringify({ max_batch_size: -3 }) } });

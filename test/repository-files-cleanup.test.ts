@@ -1,21 +1,22 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { packModel } from '../src/repository/archive.js';
+import { LOAD_FILES_PREFIX } from '../src/repository/override-files.js';
 import { ARCHIVE_CACHE_DIR } from '../src/repository/repository-archives.js';
 import type { TesseraServer } from '../src/server/server.js';
 import { makeTempRepository } from './support/fixtures.js';
 import { postJson, startTestServer, untilHeld, writeFakeModel } from './support/server.js';
 
-// Files sent with a load are written under $TMPDIR (read at each load): a private one, so only
-// this file's directories are counted.
+// Files sent with a load are written into directories of their own in $TMPDIR (read at each
+// load): a private one here, so only this file's directories are counted.
 const privateTmp = mkdtempSync(join(tmpdir(), 'tessera-files-cleanup-'));
 process.env['TMPDIR'] = privateTmp;
 after(() => rm(privateTmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
-const overrideRoot = join(privateTmp, 'tessera-model-overrides');
+const overrideRoot = privateTmp;
 
 /** A fake-backend model whose output is its input plus `add`, each execution taking `delayMs`. */
 function fakeModel(add: number, delayMs = 0): Parameters<typeof writeFakeModel>[3] {
@@ -65,15 +66,20 @@ describe('directories made for loads are removed once nothing serves from them',
     const server = await startTestServer(t, repo, { modelControlMode: 'explicit' });
     const load = `${server.httpUrl}/v2/repository/models/m/load`;
     const infer = `${server.httpUrl}/v2/models/m/infer`;
-    const overrides = (model = 'm'): string[] => (existsSync(overrideRoot) ? readdirSync(overrideRoot).filter((entry) => entry.startsWith(`${model}-`)) : []);
+    const overrides = (model = 'm'): string[] => (existsSync(overrideRoot) ? readdirSync(overrideRoot).filter((entry) => entry.startsWith(`${LOAD_FILES_PREFIX}${model}-`)) : []);
     const files = (definition: Parameters<typeof writeFakeModel>[3]): Record<string, string> => ({ 'file:1/model.json': Buffer.from(JSON.stringify(definition)).toString('base64') });
     const config = JSON.stringify({ backend: 'fake', warmup: NO_WARMUP });
 
+    // A link planted where a shared folder for such files would be: nothing follows it.
+    const planted = mkdtempSync(join(privateTmp, 'planted-'));
+    symlinkSync(planted, join(privateTmp, 'tessera-model-overrides'));
     for (let i = 1; i <= 8; i++) {
       const loaded = await postJson(load, { parameters: { config, ...files(fakeModel(i)) } });
       assert.equal(loaded.status, 200, JSON.stringify(loaded.body));
       assert.equal(await servedAdd(infer), i, 'the files just sent serve');
       assert.equal(overrides().length, 1, `after load ${i}: only the serving directory is left, found ${overrides().join(', ')}`);
+      // A directory of the load's own, private (mkdtemp), not in a folder another user could share.
+      assert.equal(statSync(join(overrideRoot, overrides()[0]!)).mode & 0o777, 0o700);
 
       // Refused for its config: no file is written.
       const refused = await postJson(load, { parameters: { config: JSON.stringify({ backend: 'fake', max_batch_size: 'x' }), ...files(fakeModel(100)) } });
@@ -85,6 +91,7 @@ describe('directories made for loads are removed once nothing serves from them',
       assert.equal(await servedAdd(infer), i, 'a failed load leaves the version serving');
       assert.equal(overrides().length, 1, `after refused loads ${i}: ${overrides().join(', ')}`);
     }
+    assert.deepEqual(readdirSync(planted), [], 'no file went through the planted link');
     // The serving directory is the model's directory again after the failed loads: a load with a config only reloads it.
     assert.equal((await postJson(load, { parameters: { config: JSON.stringify({ backend: 'fake', warmup: NO_WARMUP, max_batch_size: 2 }) } })).status, 200);
     assert.equal(await servedAdd(infer), 8);

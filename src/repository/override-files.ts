@@ -4,12 +4,15 @@ import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { TesseraError } from '../core/errors.js';
 import { isModelName } from './discovery.js';
 
+/** Start of the name of each directory that files sent with a load are written into (in $TMPDIR). */
+export const LOAD_FILES_PREFIX = 'tessera-load-';
+
 /** Most files and bytes one load request may carry. */
 const MAX_FILES = 256;
 
 /**
  * Write model files sent with a load request (Triton's `file:<path>` parameters, e.g.
- * `file:1/model.onnx`) into a fresh directory that then serves as the model's directory.
+ * `file:1/model.onnx`) into a fresh private directory that then serves as the model's directory.
  * Paths must stay inside it: absolute paths and `..` are refused. The caller owns the
  * directory and removes it once no version loaded from it serves (see ModelRegistry); when
  * writing fails, it is removed here.
@@ -23,9 +26,9 @@ export async function writeOverrideFiles(model: string, files: ReadonlyMap<strin
     }
   }
   if (!isModelName(model)) throw new TesseraError('INVALID_PARAMETER', `'${model}' is not a valid model name (letters, digits, '_', '.', '-')`);
-  const root = join(tmpdir(), 'tessera-model-overrides');
-  await mkdir(root, { recursive: true });
-  const dir = await mkdtemp(join(root, `${model}-`));
+  // A directory of its own, made by mkdtemp (a new name, mode 0700) right in the temporary
+  // directory: never a shared folder another user could have made first, or planted as a link.
+  const dir = await mkdtemp(join(tmpdir(), `${LOAD_FILES_PREFIX}${model}-`));
   try {
     for (const [path, data] of files) {
       const target = join(dir, normalize(path));
