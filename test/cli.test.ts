@@ -192,6 +192,18 @@ describe('tessera CLI (child process)', () => {
     assert.deepEqual(byDefault.traces, [], 'telemetry is off by default');
   });
 
+  test("models <repo>: the same order whatever the server's locale (code units, as Triton's index)", async (t) => {
+    const repo = await makeTempRepository('tessera-cli-order-');
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    for (const name of ['zebra', 'aardvark', 'Beta', 'alpha']) await writeModel(repo, name, 1, identityModel('FP32', [-1, 4]));
+    // Danish sorts "aa" after "z", and case apart: a locale-aware sort would list them otherwise.
+    const [danish, plain] = await Promise.all([runCli(['models', repo, '--json'], { LC_ALL: 'da_DK.UTF-8' }), runCli(['models', repo, '--json'], { LC_ALL: 'C' })]);
+    for (const result of [danish, plain]) {
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual((JSON.parse(result.stdout) as { name: string }[]).map((entry) => entry.name), ['Beta', 'aardvark', 'alpha', 'zebra']);
+    }
+  });
+
   test('models <repo> --json: the repository index; exit code 0 only when all are ready', async () => {
     const [result, mixedJson] = await Promise.all([runCli(['models', healthy, '--json']), runCli(['models', mixed, '--json'])]);
     assert.equal(result.code, 0, `stderr: ${result.stderr}`);

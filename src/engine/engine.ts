@@ -16,6 +16,7 @@ import { configView, type ModelConfigView } from './config-view.js';
 import { checkModelConfig, ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
 import type { ModelVersion, SchedulingDefaults } from './model-version.js';
 import { validateRequest } from './validate.js';
+import { compareStrings } from '../core/order.js';
 
 export interface EngineOptions {
   /** Path of the model repository. */
@@ -236,7 +237,7 @@ export class Engine {
   describeModels(name?: string): ModelDescription[] {
     const records = name === undefined ? [...this.registry.all()] : [this.record(name)];
     return records
-      .sort((a, b) => a.name.localeCompare(b.name))
+      .sort((a, b) => compareStrings(a.name, b.name))
       .map((record) => {
         const served = this.defaultOf(record);
         const routing = this.routing?.describeModel?.(record.name);

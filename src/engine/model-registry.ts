@@ -12,6 +12,7 @@ import { versionFingerprint } from '../repository/fingerprint.js';
 import { ARCHIVE_CACHE_DIR, archiveCopyDir, listRepositoryArchives, removeStaleArchiveCopies, unpackRepositoryArchive, type RepositoryArchive } from '../repository/repository-archives.js';
 import { selectVersions } from '../repository/version-policy.js';
 import { ModelVersion, type SchedulingDefaults } from './model-version.js';
+import { compareStrings } from '../core/order.js';
 
 /** Triton's model control modes. */
 export type ModelControlMode = 'none' | 'poll' | 'explicit';
@@ -314,7 +315,7 @@ export class ModelRegistry {
 
   index(): RepositoryIndexEntry[] {
     const entries: RepositoryIndexEntry[] = [];
-    for (const record of [...this.records.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const record of [...this.records.values()].sort((a, b) => compareStrings(a.name, b.name))) {
       if (record.versions.size === 0) {
         const reason = record.problem ?? (record.wanted ? 'loading' : record.discovered === undefined ? 'not loaded' : 'unloaded');
         entries.push({ name: record.name, state: record.problem === undefined && record.wanted ? 'LOADING' : 'UNAVAILABLE', reason });

@@ -4,6 +4,7 @@ import type { ModelConfigFile } from '../config/model-config.js';
 import { TesseraError } from '../core/errors.js';
 import { readModelConfig } from './config-file.js';
 import { readLabels } from './labels.js';
+import { compareStrings } from '../core/order.js';
 
 /** What the repository holds for one model directory, before anything is loaded. */
 export interface DiscoveredModel {
@@ -37,7 +38,7 @@ export async function discoverRepository(root: string): Promise<DiscoveredModel[
     throw new TesseraError('REPOSITORY_UNAVAILABLE', `cannot read model repository ${absolute}: ${(error as Error).message}`, { cause: error });
   }
   const models = entries.dirs.filter(isModelName).map((name) => discoverModel(name, join(absolute, name)));
-  return (await Promise.all(models)).sort((a, b) => a.name.localeCompare(b.name));
+  return (await Promise.all(models)).sort((a, b) => compareStrings(a.name, b.name));
 }
 
 /** Whether `name` can name a model (a directory name Tessera serves). */

@@ -9,6 +9,7 @@ import type { MonitoringConfig } from '../../config/monitoring-config.js';
 import { forEachRow, planFeatures, type FeatureLayout } from './features.js';
 import { ClassifierTracker, RegressorTracker, looksLikeProbabilities, type OutputSnapshot, type OutputTracker } from './outputs.js';
 import { DriftWindow, type WindowSpec } from './window.js';
+import { compareStrings } from '../../core/order.js';
 
 /** What the service needs to know of models; {@link monitoringSourceFromEngine} builds it from the engine. */
 export interface MonitoringSource {
@@ -147,7 +148,7 @@ export class MonitoringService {
       monitor.refresh(this.now());
       versions.push(monitor.snapshot());
     }
-    versions.sort((a, b) => Number(a.version) - Number(b.version) || a.version.localeCompare(b.version));
+    versions.sort((a, b) => Number(a.version) - Number(b.version) || compareStrings(a.version, b.version));
     return { model, enabled: config !== undefined, versions };
   }
 
