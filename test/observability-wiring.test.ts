@@ -22,7 +22,7 @@ test('monitoring: the served endpoint and metrics report drift once traffic shif
   // A baseline from N(0,1)-ish data, written by the CLI as an operator would.
   const csv = ['a,b,c,d', ...Array.from({ length: 2000 }, (_, i) => [0, 1, 2, 3].map((j) => Math.sin(i * 12.9898 + j * 78.233) * 1.7).join(','))].join('\n');
   await writeFile(join(repo, 'data.csv'), csv);
-  const cli = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'baseline', 'id', '--data', join(repo, 'data.csv'), '--model-repository', repo]);
+  const cli = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'baseline', 'id', '--data', join(repo, 'data.csv'), '--model-repository', repo], { cwd: new URL('..', import.meta.url) });
   assert.match(cli.stdout, /wrote .*baseline\.json: 4 features from 2000 rows/);
 
   const server = await startTestServer(t, repo);
