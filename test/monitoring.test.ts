@@ -568,7 +568,7 @@ describe('monitoring across a reload', () => {
       delay_ms: delayMs,
     });
     const config = 'max_batch_size: 8\nmonitoring:\n  task: classifier\n  baseline_requests: 1\n';
-    await writeFakeModel(repo, 'cls', 1, definition(600), config);
+    await writeFakeModel(repo, 'cls', 1, definition(1500), config);
     const server = await startTestServer(t, repo);
     const send = async (values: number[]): Promise<void> => {
       const response = await fetch(`${server.httpUrl}/v2/models/cls/infer`, {
