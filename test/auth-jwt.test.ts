@@ -24,7 +24,8 @@ const AUDIENCE = 'tessera';
 interface Claims extends JWTPayload {
   scope?: string;
   scopes?: string[];
-  models?: string[] | string;
+  /** Any JSON: the tests send claims of the wrong type too. */
+  models?: unknown;
 }
 
 function hs256(claims: Claims, options: { secret?: string; expiresIn?: string | number; issuer?: string; audience?: string; noExp?: boolean; subject?: unknown } = {}): Promise<string> {
@@ -86,6 +87,25 @@ describe('HS256 bearer tokens', () => {
     assert.match(String(beta.json?.['error']), /may not use model 'beta'/);
     // An empty models list allows no model.
     assert.equal((await http(infer('alpha'), { headers: bearer(await hs256({ scope: 'infer', models: [] })), body: inferBody() })).status, 403);
+  });
+
+  test('a models claim of the wrong type allows no model; "*" allows every model', async () => {
+    for (const [title, models] of [
+      ['a number', 42],
+      ['an object', { a: 1 }],
+      ['a list holding a number', ['alpha', 7]],
+    ] as const) {
+      const token = await hs256({ scope: 'infer', models });
+      const answer = await http(infer('alpha'), { headers: bearer(token), body: inferBody() });
+      assert.equal(answer.status, 403, `${title}: ${answer.text}`);
+      assert.match(String(answer.json?.['error']), /may not use model 'alpha'/, title);
+    }
+    const every = await hs256({ scope: 'infer', models: ['*'] });
+    const beta = await http(infer('beta'), { headers: bearer(every), body: inferBody() });
+    assert.equal(beta.status, 200, beta.text);
+    assert.equal((await http(infer('beta'), { headers: bearer(await hs256({ scope: 'infer', models: '*' })), body: inferBody() })).status, 200);
+    // "*" allows endpoints that span every model too.
+    assert.equal((await http(`${server.httpUrl}/v2/models/stats`, { headers: bearer(await hs256({ scope: 'read', models: ['*'] })) })).status, 200);
   });
 
   test('expired, wrong audience, wrong issuer, bad signature, no exp, unsigned → 401', async () => {

@@ -91,6 +91,22 @@ describe('rate limits', () => {
   });
 });
 
+describe('the management API', () => {
+  test('is not rate-limited, and spends no token of the key', async (t) => {
+    const repo = await securityRepository(t);
+    const server = await startTestServer(t, repo, { apiKeys: [`${KEY_A}:admin+read`], rateLimit: 1, rateLimitWindowSeconds: 60, grpc: false });
+    const management = `http://127.0.0.1:${server.managementPort}`;
+    for (let i = 0; i < 3; i++) {
+      const listed = await http(`${management}/models`, { headers: apiKey(KEY_A) });
+      assert.equal(listed.status, 200, `request ${i + 1}: ${listed.text}`);
+    }
+    // The limit is on: the key's one token is still there for the HTTP port, then it is spent.
+    assert.equal((await http(`${server.httpUrl}/v2`, { headers: apiKey(KEY_A) })).status, 200);
+    assert.equal((await http(`${server.httpUrl}/v2`, { headers: apiKey(KEY_A) })).status, 429);
+    assert.equal((await http(`${management}/models`, { headers: apiKey(KEY_A) })).status, 200);
+  });
+});
+
 describe('query budgets', () => {
   test('inference requests per key per period, over HTTP and gRPC together', async (t) => {
     const repo = await securityRepository(t);
