@@ -5,7 +5,8 @@
  * environment variables into configuration.
  */
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { platformNotes, resolveServerConfig } from '../src/cli/config-sources.js';
@@ -114,6 +115,24 @@ describe('SageMaker, Vertex AI and Azure ML adapters (one-model repository)', ()
     const split = await postJson(`${base}/score`, { input_data: { columns: ['a'] } });
     assert.equal(split.status, 400);
     assert.match(errorOf(split), /split form/);
+  });
+});
+
+describe('Vertex AI health route on a server that is not ready', () => {
+  test('503 {"status": "Unhealthy"} while a model is unavailable under strict readiness, so Vertex stops routing to it', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    await writeModel(repo, 'mlp', 1, mlpModel());
+    // A model directory without versions is unavailable; strict readiness makes the server unready.
+    await mkdir(path.join(repo, 'broken'), { recursive: true });
+    await writeFile(path.join(repo, 'broken', 'config.yaml'), 'max_batch_size: 4\n');
+    const server = await startTestServer(t, repo, { vertex: true, vertexHealthRoute: HEALTH, vertexPredictRoute: PREDICT, defaultModel: 'mlp', strictReadiness: true });
+    assert.equal((await getJson(`${server.httpUrl}/v2/health/ready`)).status, 503, 'the premise: the server is not ready');
+    assert.deepEqual(await getJson(`${server.httpUrl}${HEALTH}`), { status: 503, body: { status: 'Unhealthy' } });
+    // The healthy model still answers predictions while the health route reports the server unready.
+    const answer = await postJson(`${server.httpUrl}${PREDICT}`, { instances: ROWS });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assertRowsClose((answer.body as { predictions: unknown }).predictions);
   });
 });
 

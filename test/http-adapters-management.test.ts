@@ -105,6 +105,28 @@ describe('management API: register and scale', () => {
     assert.deepEqual((await readdir(repo)).filter((entry) => entry.includes('arch')), ['arch'], 'no staging directory left behind');
   });
 
+  test('in poll mode register is refused (400, poll mode named) and nothing is registered: the repository directory decides', async (t) => {
+    const repo = await makeTempRepository();
+    const work = await mkdtemp(join(tmpdir(), 'tessera-register-'));
+    t.after(() => Promise.all([repo, work].map((dir) => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))));
+    await writeFakeModel(repo, 'm', 1, DEF);
+    await writeFakeModel(work, 'ext', 1, DEF);
+    await packModel(join(work, 'ext'), join(work, 'ext.tar.gz'), { tesseraVersion: 'test' });
+    const server = await startTestServer(t, repo, { modelControlMode: 'poll', repositoryPollSecs: 3600 });
+    const admin = `http://127.0.0.1:${server.managementPort}`;
+    for (const source of [join(work, 'ext'), join(work, 'ext.tar.gz')]) {
+      const refused = await call(`${admin}/models?url=${q(source)}`, 'POST');
+      assert.equal(refused.status, 400, JSON.stringify(refused.body));
+      assert.deepEqual(Object.keys(refused.body), ['code', 'type', 'message']);
+      assert.equal(refused.body['code'], 400);
+      assert.equal(refused.body['type'], 'BadRequestException');
+      assert.match(String(refused.body['message']), /^cannot register models through the API in poll mode: the repository directory decides what is loaded/);
+    }
+    assert.deepEqual(((await call(`${admin}/models`, 'GET')).body['models'] as { modelName: string }[]).map((m) => m.modelName), ['m']);
+    assert.equal(server.engine.repositoryIndex().some((entry) => entry.name === 'ext'), false);
+    assert.deepEqual((await readdir(repo)).sort(), ['m'], 'no archive unpacked into the polled repository');
+  });
+
   test('scaling an unregistered model is a 404 and does not load it again', async (t) => {
     const { admin, http } = await setUp(t);
     assert.equal((await call(`${admin}/models/m`, 'DELETE')).status, 200);

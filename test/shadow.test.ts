@@ -112,6 +112,42 @@ describe('shadow traffic', () => {
     assert.doesNotMatch(metrics, /tessera_requests_total\{model="mlp",version="2"/, "shadow requests are not the callers' requests");
   });
 
+  test('requests routed by the override header, or already served by the shadow version, are not shadowed', async (t) => {
+    const repo = await makeTempRepository();
+    t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
+    const io = { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 4], copy_of: 'x' }] };
+    // share 1: every request that may be shadowed is.
+    const config = 'max_batch_size: 8\nversion_policy:\n  all: {}\nrouting:\n  default_version: 1\n  aliases: {candidate: 2}\n  shadow: {version: 2, share: 1, max_in_flight: 64}\n';
+    await writeFakeModel(repo, 'fake', 1, io, config);
+    await writeFakeModel(repo, 'fake', 2, io, config);
+    const server = await startTestServer(t, repo);
+    const admin = `http://127.0.0.1:${server.managementPort}`;
+    const payload = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] };
+    const shadowView = async (): Promise<ShadowView> => (await getJson(`${admin}/models/fake/shadow`)).body as ShadowView;
+    for (const version of ['1', '2']) {
+      for (let i = 0; i < 5; i++) {
+        const r = await postJson(`${server.httpUrl}/v2/models/fake/infer`, payload, { 'x-model-version': version });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.equal(r.headers.get('x-model-version'), version, 'the override header chose the version');
+      }
+    }
+    // An alias in the URL is shadowed (docs/rollouts.md), except when it names the shadow version itself.
+    for (let i = 0; i < 5; i++) {
+      const r = await postJson(`${server.httpUrl}/v2/models/fake/versions/candidate/infer`, payload);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.headers.get('x-model-version'), '2');
+    }
+    let view = await shadowView();
+    assert.equal(view.version, '2');
+    assert.deepEqual([view.sent, view.dropped, view.inFlight], [0, 0, 0], JSON.stringify(view));
+    // The control: a request that names no version is shadowed (share 1).
+    const plain = await postJson(`${server.httpUrl}/v2/models/fake/infer`, payload);
+    assert.equal(plain.headers.get('x-model-version'), '1');
+    await waitFor('the shadow request to finish', async () => (await shadowView()).succeeded === 1);
+    view = await shadowView();
+    assert.deepEqual([view.sent, view.dropped, view.succeeded], [1, 0, 1]);
+  });
+
   test('a slow shadow never delays the caller, and its load is bounded: excess shadow requests are dropped, not queued', async (t) => {
     const repo = await makeTempRepository();
     t.after(() => rm(repo, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
