@@ -8,12 +8,14 @@ import { transferList, type FromWorker, type SessionSettings, type ToWorker, typ
 import { siblingModule, spawnModuleWorker } from './spawn.js';
 
 /**
- * onnxruntime's own usage telemetry, which it turns on by default: each process that loads it
- * writes a `mat-debug-<pid>.log` in `$TMPDIR` (`/tmp` when unset) and a database under `~/.cache/Microsoft/DeveloperTools`,
- * the store of events its telemetry library uploads when it can reach the network. A model
- * server should neither write those nor send them unasked, so Tessera turns it off unless
- * `ORT_DISABLE_TELEMETRY` is set (any value: `0` turns it back on). onnxruntime reads the variable from the process environment when a worker first loads
- * it; assigning `process.env` on the main thread sets that environment for every thread.
+ * onnxruntime's own usage telemetry, which it turns on by default (except on machines it takes
+ * for CI): each process that loads it writes a `mat-debug-<pid>.log` in `$TMPDIR` (`/tmp` when
+ * unset) and a database under `~/.cache/Microsoft/DeveloperTools`, the store of events its
+ * telemetry library uploads when it can reach the network. A model server should neither write
+ * those nor send them unasked, so Tessera turns it off unless `ORT_DISABLE_TELEMETRY` is set
+ * (any value: `0` turns it back on). onnxruntime reads the variable from the process environment
+ * when a worker first loads it; assigning `process.env` on the main thread sets that environment
+ * for every thread.
  */
 export function keepOnnxRuntimeTelemetryOff(): void {
   if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1';
