@@ -3,6 +3,7 @@ import { channels, publish } from '../core/events.js';
 import type { InferenceRequest, InferenceResponse } from '../core/inference.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { ModelMetadata, RepositoryIndexEntry } from '../core/metadata.js';
+import { compareStrings } from '../core/order.js';
 import type { Backend } from '../backends/backend.js';
 import type { ModelConfigFile } from '../config/model-config.js';
 import type { HandlerRequest } from '../backends/handlers/handler.js';
@@ -16,7 +17,6 @@ import { configView, type ModelConfigView } from './config-view.js';
 import { checkModelConfig, ModelRegistry, type LoadOptions, type ModelControlMode, type ModelRecord } from './model-registry.js';
 import type { ModelVersion, SchedulingDefaults } from './model-version.js';
 import { validateRequest } from './validate.js';
-import { compareStrings } from '../core/order.js';
 
 export interface EngineOptions {
   /** Path of the model repository. */

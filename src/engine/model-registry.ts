@@ -6,13 +6,13 @@ import { TesseraError } from '../core/errors.js';
 import { MAX_TIMER_MS } from '../core/timers.js';
 import type { Logger } from '../core/logger.js';
 import type { RepositoryIndexEntry } from '../core/metadata.js';
+import { compareStrings } from '../core/order.js';
 import type { Backend } from '../backends/backend.js';
 import { discoverModel, isModelName, listModelNames, type DiscoveredModel } from '../repository/discovery.js';
 import { versionFingerprint } from '../repository/fingerprint.js';
 import { ARCHIVE_CACHE_DIR, archiveCopyDir, listRepositoryArchives, removeStaleArchiveCopies, unpackRepositoryArchive, type RepositoryArchive } from '../repository/repository-archives.js';
 import { selectVersions } from '../repository/version-policy.js';
 import { ModelVersion, type SchedulingDefaults } from './model-version.js';
-import { compareStrings } from '../core/order.js';
 
 /** Triton's model control modes. */
 export type ModelControlMode = 'none' | 'poll' | 'explicit';

@@ -2,9 +2,9 @@ import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ModelConfigFile } from '../config/model-config.js';
 import { TesseraError } from '../core/errors.js';
+import { compareStrings } from '../core/order.js';
 import { readModelConfig } from './config-file.js';
 import { readLabels } from './labels.js';
-import { compareStrings } from '../core/order.js';
 
 /** What the repository holds for one model directory, before anything is loaded. */
 export interface DiscoveredModel {

@@ -3,13 +3,13 @@ import { join } from 'node:path';
 import { channels } from '../../core/events.js';
 import type { ModelLoadedEvent, ModelUnloadedEvent, RequestEndEvent, RequestStartEvent } from '../../core/events.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
+import { compareStrings } from '../../core/order.js';
 import type { Tensor } from '../../core/tensor.js';
 import { BaselineBuilder, readBaseline, type Baseline } from './baseline.js';
 import type { MonitoringConfig } from '../../config/monitoring-config.js';
 import { forEachRow, planFeatures, type FeatureLayout } from './features.js';
 import { ClassifierTracker, RegressorTracker, looksLikeProbabilities, type OutputSnapshot, type OutputTracker } from './outputs.js';
 import { DriftWindow, type WindowSpec } from './window.js';
-import { compareStrings } from '../../core/order.js';
 
 /** What the service needs to know of models; {@link monitoringSourceFromEngine} builds it from the engine. */
 export interface MonitoringSource {
