@@ -234,9 +234,21 @@ describe('Parquet output written from the chunk columns', () => {
     await first.close();
     const again = await new ParquetOutputWriter(SPECS, 'snappy').assemble(file, { bytes, states });
     await again.append(await writer.encodePart(made[2]!.chunk));
+    // A chunk of no rows adds no row group.
+    await again.append(await writer.encodePart(makeChunk(3, 4010, 0, 8, false).chunk));
     await again.finish();
     const expected = made.flatMap((m) => m.expected);
     const read = await readFile(file);
+    // Offsets of the resumed and later row groups are moved to where their bytes landed: each
+    // column chunk's file_offset is where its first page (dictionary or data) starts.
+    const metadata = parquetMetadata(read.buffer.slice(read.byteOffset, read.byteOffset + read.byteLength));
+    assert.deepEqual(metadata.row_groups.map((group) => Number(group.num_rows)), [2000, 2000, 10]);
+    for (const group of metadata.row_groups) {
+      for (const column of group.columns) {
+        const meta = column.meta_data!;
+        assert.equal(Number(column.file_offset), Number(meta.dictionary_page_offset ?? meta.data_page_offset), meta.path_in_schema.join('.'));
+      }
+    }
     const rows = (await parquetReadObjects({ file: read.buffer.slice(read.byteOffset, read.byteOffset + read.byteLength) })) as Record<string, unknown>[];
     assert.equal(rows.length, expected.length);
     rows.forEach((row, r) => SPECS.forEach((spec, k) => same(row[spec.name] ?? null, expected[r]![k]!, `row ${r} ${spec.name}`)));

@@ -305,6 +305,9 @@ describe('V2 binary tensor data and classification', () => {
     ['BOOL bytes other than 0 and 1', () => header(binaryBody({ inputs: [{ name: inputName('BOOL'), datatype: 'BOOL', shape: [2, 3], parameters: { binary_data_size: 6 } }] }, [Buffer.from([0, 1, 2, 0, 1, 0])])), /BOOL element 2 is the byte 2/],
     ['a truncated BYTES length prefix', () => header(binaryBody({ inputs: [{ name: inputName('BYTES'), datatype: 'BYTES', shape: [1, 3], parameters: { binary_data_size: 7 } }] }, [Buffer.from([1, 0, 0, 0, 65, 2, 0])])), /truncated 4-byte length prefix/],
     ['a BYTES length beyond its data', () => header(binaryBody({ inputs: [{ name: inputName('BYTES'), datatype: 'BYTES', shape: [1, 1], parameters: { binary_data_size: 6 } }] }, [Buffer.from([9, 0, 0, 0, 65, 66])])), /claims 9 bytes but only 2 remain/],
+    ['a negative header length', () => ({ body: binaryBody(two(16, 16), [x4, n4]).body, header: '-1' }), /must be a non-negative integer, got '-1'/],
+    ['a header length of 0', () => ({ body: binaryBody(two(16, 16), [x4, n4]).body, header: 0 }), /Inference-Header-Content-Length is 0: the JSON inference header is empty/],
+    ['more BYTES elements than the shape holds', () => header(binaryBody({ inputs: [{ name: inputName('BYTES'), datatype: 'BYTES', shape: [1, 1], parameters: { binary_data_size: 10 } }] }, [Buffer.from([1, 0, 0, 0, 65, 1, 0, 0, 0, 66])])), /holds more than 1 BYTES elements but the shape needs 1/],
     ['BYTES element count disagreeing with the shape', () => header(binaryBody({ inputs: [{ name: inputName('BYTES'), datatype: 'BYTES', shape: [1, 3], parameters: { binary_data_size: 5 } }] }, [Buffer.from([1, 0, 0, 0, 65])])), /holds 1 BYTES elements but the shape needs 3/],
   ];
   for (const [name, make, message] of lies) {

@@ -166,6 +166,15 @@ describe('TF Serving REST API', () => {
     assert.deepEqual(half.body, { outputs: [[0.5, 1.5]] });
   });
 
+  test(':predict with an empty signature_name is the default signature; /versions/{v} ignores leading zeros', async () => {
+    const empty = await postJson(`${base}/v1/models/mlp:predict`, { signature_name: '', instances: rowsOf(X, 4) });
+    assert.equal(empty.status, 200, JSON.stringify(empty.body));
+    assertClose((empty.body as { predictions: unknown }).predictions, mlpReference(V2, X));
+    const padded = await postJson(`${base}/v1/models/mlp/versions/001:predict`, { instances: rowsOf(X, 4) });
+    assert.equal(padded.status, 200, JSON.stringify(padded.body));
+    assertClose((padded.body as { predictions: unknown }).predictions, mlpReference(V1, X));
+  });
+
   const failures: [string, string, unknown, number, RegExp][] = [
     ['an unknown model', '/v1/models/nope:predict', { instances: [[1]] }, 404, /model 'nope' is not in the repository/],
     ['an unknown version', '/v1/models/mlp/versions/7:predict', { instances: [[1, 2, 3, 4]] }, 404, /no version '7'/],
@@ -181,6 +190,9 @@ describe('TF Serving REST API', () => {
     ['an instance lacking an input', '/v1/models/add:predict', { instances: [{ a: [1, 2, 3, 4], b: [1, 1, 1, 1] }, { a: [1, 2, 3, 4] }] }, 400, /instances'\[1\] lacks input 'b'/],
     ['an unknown input name', '/v1/models/add:predict', { inputs: { a: [[1, 2, 3, 4]], c: [[1, 2, 3, 4]] } }, 400, /has no input 'c'; its inputs are: a, b/],
     [':classify (not supported)', '/v1/models/mlp:classify', { examples: [] }, 400, /':classify' is not supported/],
+    ['version 0 (a number no version has, not the latest)', '/v1/models/mlp/versions/0:predict', { instances: [[1, 2, 3, 4]] }, 404, /no version '0'/],
+    ['a version of more than 18 digits', '/v1/models/mlp/versions/1234567890123456789:predict', { instances: [[1, 2, 3, 4]] }, 400, /version '1234567890123456789' in \/versions\/\{version\} is not a version number/],
+    ['a verb with no model name', '/v1/models/:predict', { instances: [[1, 2, 3, 4]] }, 404, /no endpoint POST \/v1\/models\/:predict/],
   ];
   for (const [name, url, body, status, message] of failures) {
     test(`{"error": ...} ${status} for ${name}`, async () => {
