@@ -7,20 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { channels, publish } from '../src/core/events.js';
 import { MetricsExporter } from '../src/observability/metrics.js';
-
-/** Parse Prometheus exposition text into samples. */
-function samples(text: string): { name: string; labels: Record<string, string>; value: number }[] {
-  const out: { name: string; labels: Record<string, string>; value: number }[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(match, `unparseable line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
-    out.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return out;
-}
+import { samples } from './support/prometheus.js';
 
 async function scrape(exporter: MetricsExporter): Promise<(name: string, labels: Record<string, string>) => number | undefined> {
   const all = samples(await exporter.render());

@@ -5,20 +5,7 @@ import { channels, publish } from '../src/core/events.js';
 import { MetricsExporter } from '../src/observability/metrics.js';
 import { makeTempRepository, mlpModel, writeModel } from './support/fixtures.js';
 import { postJson, startTestServer } from './support/server.js';
-
-/** Parse Prometheus exposition text into samples. */
-function samples(text: string): { name: string; labels: Record<string, string>; value: number }[] {
-  const out: { name: string; labels: Record<string, string>; value: number }[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(match, `unparseable line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
-    out.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return out;
-}
+import { samples } from './support/prometheus.js';
 
 const row = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] };
 
